@@ -1,0 +1,148 @@
+"""The ``dira`` command: one subcommand per pipeline stage, each usable without Snakemake.
+
+Every subcommand takes explicit input and output paths. Settings come from ``--config`` (YAML files
+or inline JSON objects, merged in order and validated against the workflow's schema), so a rule and a
+person at the shell run the same code with the same defaults. Stage modules are imported lazily to
+keep ``dira --help`` fast.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from dira import __version__
+
+
+def _add_config(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--config", action="append", default=[], metavar="FILE|JSON",
+        help="pipeline config (YAML file or inline JSON object); repeat to merge, later wins",
+    )
+
+
+def _settings(args: argparse.Namespace) -> dict:
+    from dira.config import load_config
+
+    return load_config(args.config)
+
+
+def _cmd_synth(args: argparse.Namespace) -> None:
+    from dira.data.synthetic import chestxray14
+
+    chestxray14.write_chestxray14(
+        Path(args.out), patients=args.patients, image_size=args.image_size, seed=args.seed
+    )
+
+
+def _cmd_prepare(args: argparse.Namespace) -> None:
+    from dira.data.prepare import prepare_dataset
+
+    prepare_dataset(args.dataset, root=Path(args.root), out_dir=Path(args.out), config=_settings(args))
+
+
+def _cmd_pretrain(args: argparse.Namespace) -> None:
+    from dira.train.pretrain import pretrain
+
+    pretrain(
+        method=args.method, variant=args.variant, train_h5=Path(args.train), val_h5=Path(args.val),
+        out_dir=Path(args.out), init=Path(args.init) if args.init else None,
+        state_dir=Path(args.state_dir) if args.state_dir else None, config=_settings(args),
+    )
+
+
+def _cmd_finetune(args: argparse.Namespace) -> None:
+    from dira.train.finetune import finetune
+
+    finetune(
+        task=args.task, data_dir=Path(args.data), init=args.init,
+        weights=Path(args.weights) if args.weights else None, seed=args.seed,
+        out_dir=Path(args.out), config=_settings(args),
+    )
+
+
+def _cmd_aggregate(args: argparse.Namespace) -> None:
+    from dira.report.tables import aggregate
+
+    aggregate(task=args.task, run_dirs=[Path(p) for p in args.runs], out_csv=Path(args.out_csv),
+              out_md=Path(args.out_md))
+
+
+def _cmd_figures(args: argparse.Namespace) -> None:
+    from dira.report.figures import bar_chart
+
+    bar_chart(table_csv=Path(args.table), out_png=Path(args.out), title=args.title)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="dira", description=__doc__.splitlines()[0])
+    parser.add_argument("--version", action="version", version=f"dira {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    p = sub.add_parser("synth", help="write a synthetic dataset in the real dataset's on-disk layout")
+    p.add_argument("dataset", choices=["chestxray14"])
+    p.add_argument("--out", required=True, help="folder to write the raw dataset into")
+    p.add_argument("--patients", type=int, default=200)
+    p.add_argument("--image-size", type=int, default=1024)
+    p.add_argument("--seed", type=int, default=0)
+    p.set_defaults(func=_cmd_synth)
+
+    p = sub.add_parser("prepare", help="read a raw dataset and write its HDF5 caches (train/val/test)")
+    p.add_argument("dataset", choices=["chestxray14"])
+    p.add_argument("--root", required=True, help="folder holding the raw dataset")
+    p.add_argument("--out", required=True, help="folder for {train,val,test}.h5")
+    _add_config(p)
+    p.set_defaults(func=_cmd_prepare)
+
+    p = sub.add_parser("pretrain", help="self-supervised pre-training of one method and variant")
+    p.add_argument("--method", required=True, choices=["mocov2"])
+    p.add_argument("--variant", required=True, choices=["base", "dir", "dira"])
+    p.add_argument("--train", required=True, help="training split cache (train.h5)")
+    p.add_argument("--val", required=True, help="validation split cache (val.h5)")
+    p.add_argument("--out", required=True, help="folder for encoder.pt, unet.pt, method.pt, meta.json")
+    p.add_argument("--init", help="method.pt of the 'base' run that 'dir'/'dira' continue from")
+    p.add_argument("--state-dir", help="where the resumable training state lives (default: OUT/../.state/VARIANT)")
+    _add_config(p)
+    p.set_defaults(func=_cmd_pretrain)
+
+    p = sub.add_parser("finetune", help="fine-tune one initialisation on one task with one seed")
+    p.add_argument("--task", required=True, choices=["chestxray14"])
+    p.add_argument("--data", required=True, help="folder with the task's {train,val,test}.h5")
+    p.add_argument("--init", required=True, help="name of the initialisation ('random', 'mocov2_dira', ...)")
+    p.add_argument("--weights", help="encoder.pt to start from (omit for 'random')")
+    p.add_argument("--seed", type=int, required=True)
+    p.add_argument("--out", required=True, help="folder for metrics.json and predictions.npz")
+    _add_config(p)
+    p.set_defaults(func=_cmd_finetune)
+
+    p = sub.add_parser("aggregate", help="table of mean ± std over seeds with t-tests against each base")
+    p.add_argument("--task", required=True)
+    p.add_argument("--runs", nargs="+", required=True, help="run folders .../<init>/seed<n>")
+    p.add_argument("--out-csv", required=True)
+    p.add_argument("--out-md", required=True)
+    p.set_defaults(func=_cmd_aggregate)
+
+    p = sub.add_parser("figures", help="bar chart with error bars of a task table")
+    p.add_argument("--table", required=True, help="CSV written by `dira aggregate`")
+    p.add_argument("--out", required=True, help="PNG to write")
+    p.add_argument("--title", default="")
+    p.set_defaults(func=_cmd_figures)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    from dira.errors import InputError
+
+    try:
+        args.func(args)
+    except (InputError, FileNotFoundError) as err:
+        # Bad input is reported as one line naming the file and the problem, not a traceback.
+        print(f"dira {args.command}: error: {err}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

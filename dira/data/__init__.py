@@ -1,0 +1,1 @@
+"""Data stage: raw dataset readers, synthetic writers, preprocessing into HDF5 caches, torch datasets."""

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import random
 
 import numpy as np
@@ -20,25 +21,11 @@ def resolve_device(name: str) -> torch.device:
 def configure_threads(threads: int) -> None:
     # Snakemake runs several jobs side by side; each must stay within the cores it reserved.
     torch.set_num_threads(threads)
-    try:
+    with contextlib.suppress(RuntimeError):  # already set in this process (tests run several commands)
         torch.set_num_interop_threads(max(1, min(threads, 2)))
-    except RuntimeError:  # already set in this process (tests call several commands)
-        pass
 
 
 def seed_everything(seed: int) -> None:
     random.seed(seed)
     np.random.seed(seed % 2**32)
     torch.manual_seed(seed)
-
-
-def derive_seed(*parts: int | str) -> int:
-    """A stable 63-bit seed from several parts (base seed, epoch, sample index, ...)."""
-    return int(np.random.SeedSequence([_as_int(p) for p in parts]).generate_state(2, np.uint32)
-               .astype(np.uint64).dot(np.array([1 << 31, 1], dtype=np.uint64)))
-
-
-def _as_int(part: int | str) -> int:
-    if isinstance(part, int):
-        return part
-    return int.from_bytes(part.encode(), "little") % (1 << 63)

@@ -1,0 +1,49 @@
+"""The interface every discriminative method implements, so that DiRA can wrap any of them.
+
+A method owns only what is its own (heads, momentum copies, queues). The online encoder belongs to the
+U-Net and is passed in: the restoration branch reuses the very feature maps the method computed for
+view 1, so DiRA adds a decoder pass but never a second encoder pass.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+from dira.models.unet import ResNetEncoder
+
+
+@dataclass
+class DiscriminativeOutput:
+    loss: torch.Tensor
+    features: list[torch.Tensor]
+    """Online encoder feature maps of view 1, shallowest first (the U-Net decoder's input)."""
+
+
+class DiscriminativeMethod(nn.Module, ABC):
+    name: str = ""
+
+    @abstractmethod
+    def forward(self, encoder: ResNetEncoder, view1: torch.Tensor, view2: torch.Tensor) -> DiscriminativeOutput:
+        """Discrimination loss of a batch of view pairs.
+
+        In training mode a method may update its own state (momentum encoder, queue); in eval mode
+        (validation) it must not, so that validating never changes what training sees next.
+        """
+
+
+def global_pool(feature_map: torch.Tensor) -> torch.Tensor:
+    return feature_map.mean(dim=(2, 3))
+
+
+def forward_in_groups(encoder: nn.Module, images: torch.Tensor, groups: int) -> list[torch.Tensor]:
+    """Run the encoder on ``groups`` equal slices so batch norm sees per-slice statistics, as on that many GPUs."""
+    if groups == 1:
+        return encoder(images)
+    if images.shape[0] % groups:
+        raise ValueError(f"batch of {images.shape[0]} cannot be split into {groups} batch-norm groups")
+    per_group = [encoder(chunk) for chunk in images.chunk(groups)]
+    return [torch.cat(level) for level in zip(*per_group, strict=True)]

@@ -1,0 +1,100 @@
+"""DiRA: a discriminative method (Di) plus restoration (R) plus an adversary (A) around one U-Net.
+
+The joint objective is λ_dis·L_dis + λ_res·L_res + λ_adv·L_adv. Training runs in stages (appendix C.1):
+discrimination alone (the ``base`` model), then a warm-up with restoration, then all three terms.
+``STAGES`` names which terms each stage switches on.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+from torch import nn
+
+from dira.losses import discriminator_loss, generator_adversarial_loss, restoration_loss
+from dira.methods.base import DiscriminativeMethod
+from dira.models.discriminator import PatchDiscriminator
+from dira.models.unet import UNet
+
+
+@dataclass(frozen=True)
+class Stage:
+    name: str
+    restoration: bool
+    adversarial: bool
+
+
+STAGES: dict[str, Stage] = {
+    "di": Stage("di", restoration=False, adversarial=False),
+    "dir": Stage("dir", restoration=True, adversarial=False),
+    "dira": Stage("dira", restoration=True, adversarial=True),
+}
+
+
+@dataclass
+class GeneratorLosses:
+    total: torch.Tensor
+    terms: dict[str, torch.Tensor]
+    """Unweighted terms: ``dis``, and ``res`` / ``adv`` when the stage has them."""
+    restored: torch.Tensor | None
+    """The restored view 1 in [0, 1], which the discriminator's step needs."""
+
+
+@dataclass(frozen=True)
+class LossWeights:
+    discrimination: float = 1.0
+    restoration: float = 10.0
+    adversarial: float = 0.001
+
+
+class DiRA(nn.Module):
+    """Holds the U-Net, the discriminative method and (for adversarial stages) the discriminator.
+
+    Its ``state_dict`` is the complete set of weights of a pre-training run: ``unet.*`` (exported for
+    fine-tuning), ``method.*`` (heads, momentum encoder, queue) and ``discriminator.*``.
+    """
+
+    def __init__(self, unet: UNet, method: DiscriminativeMethod, discriminator: PatchDiscriminator | None,
+                 weights: LossWeights, adversarial_loss: str = "lsgan"):
+        super().__init__()
+        self.unet, self.method, self.discriminator = unet, method, discriminator
+        self.weights, self.adversarial_loss = weights, adversarial_loss
+
+    def generator_losses(self, stage: Stage, view1: torch.Tensor, view2: torch.Tensor,
+                         target: torch.Tensor | None) -> GeneratorLosses:
+        """Loss of everything but the discriminator: the weighted sum of the stage's terms."""
+        out = self.method(self.unet.encoder, view1, view2)
+        terms = {"dis": out.loss}
+        total = self.weights.discrimination * out.loss
+        restored = None
+        if stage.restoration:
+            restored = torch.sigmoid(self.unet.decode(out.features))
+            terms["res"] = restoration_loss(restored, target)
+            total = total + self.weights.restoration * terms["res"]
+        if stage.adversarial:
+            terms["adv"] = generator_adversarial_loss(self.discriminator(restored), self.adversarial_loss)
+            total = total + self.weights.adversarial * terms["adv"]
+        return GeneratorLosses(total, terms, restored)
+
+    def discriminator_loss(self, target: torch.Tensor, restored: torch.Tensor) -> torch.Tensor:
+        return discriminator_loss(self.discriminator(target), self.discriminator(restored.detach()),
+                                  self.adversarial_loss)
+
+    def generator_parameters(self) -> list[nn.Parameter]:
+        return [p for m in (self.unet, self.method) for p in m.parameters() if p.requires_grad]
+
+
+def build_dira(method: str, with_discriminator: bool, model_cfg: dict[str, Any],
+               pretrain_cfg: dict[str, Any]) -> DiRA:
+    """Assemble a pre-training model from the ``model`` and ``pretrain`` config sections."""
+    from dira.methods import build_method
+    from dira.models.resnet import feature_dim
+
+    unet = UNet(model_cfg["backbone"], model_cfg["decoder_channels"])
+    discriminative = build_method(method, unet.encoder, feature_dim(model_cfg["backbone"]), pretrain_cfg[method])
+    return DiRA(
+        unet, discriminative, PatchDiscriminator() if with_discriminator else None,
+        LossWeights(**pretrain_cfg["loss_weights"]), pretrain_cfg["adversarial_loss"],
+    )

@@ -1,0 +1,1 @@
+"""Reporting: tables over seeds with significance tests, and the figures drawn from them."""

@@ -1,0 +1,80 @@
+from __future__ import annotations
+
+import json
+import re
+
+import numpy as np
+import pandas as pd
+import pytest
+from scipy import stats
+
+from dira.errors import InputError
+from dira.report.tables import aggregate, read_table, split_init
+
+
+def metric_values(runs, init):
+    return [json.loads((r / "metrics.json").read_text())["value"] for r in runs if r.parent.name == init]
+
+
+def test_table_means_and_p_values_come_from_the_runs(experiment, tmp_path):
+    aggregate("chestxray14", experiment, tmp_path / "t.csv", tmp_path / "t.md")
+    table = read_table(tmp_path / "t.csv").set_index("init")
+
+    assert list(table.index) == ["random", "mocov2_base", "mocov2_dir", "mocov2_dira"]
+    for init in table.index:
+        values = metric_values(experiment, init)
+        assert table.loc[init, "mean"] == pytest.approx(np.mean(values), abs=1e-15)
+        assert table.loc[init, "std"] == pytest.approx(np.std(values, ddof=1), abs=1e-15)
+        assert table.loc[init, "n"] == len(values)
+        assert [float(v) for v in table.loc[init, "values"].split(";")] == values
+    base = metric_values(experiment, "mocov2_base")
+    for variant in ("dir", "dira"):
+        row = table.loc[f"mocov2_{variant}"]
+        values = metric_values(experiment, f"mocov2_{variant}")
+        expected = stats.ttest_ind(values, base, equal_var=True).pvalue
+        assert row["p_value"] == pytest.approx(expected, rel=1e-12)
+        assert (row["method"], row["variant"], row["baseline"]) == ("mocov2", variant, "mocov2_base")
+    assert table["p_value"][["random", "mocov2_base"]].isna().all()
+    assert table.loc["random", "baseline"] == "" and table.loc["random", "seeds"] == "0;1;2"
+
+
+def test_markdown_prints_percent_with_stars_and_provenance(experiment, tmp_path):
+    aggregate("chestxray14", experiment, tmp_path / "t.csv", tmp_path / "t.md")
+    table = pd.read_csv(tmp_path / "t.csv").set_index("init")
+    markdown = (tmp_path / "t.md").read_text()
+    dira = table.loc["mocov2_dira"]
+    assert f"| DiRA_MoCo-v2 | {100 * dira['mean']:.2f} ± {100 * dira['std']:.2f} (" in markdown
+    assert re.search(r"\| Random \| \d+\.\d\d ± \d+\.\d\d \|  \|  \| 3 \|", markdown)
+    assert "from 14 runs" in markdown and "git abc123" in markdown and "dira 0.1.0" in markdown
+
+
+def test_tampered_predictions_are_named(experiment, tmp_path):
+    tampered = experiment[5] / "predictions.npz"
+    with np.load(tampered) as npz:
+        arrays = dict(npz)
+    arrays["y_score"] = arrays["y_score"][::-1].copy()
+    np.savez(tampered, **arrays)
+    with pytest.raises(InputError, match=re.escape(str(tampered))):
+        aggregate("chestxray14", experiment, tmp_path / "t.csv", tmp_path / "t.md")
+    assert not (tmp_path / "t.csv").exists() and not (tmp_path / "t.md").exists()
+
+
+def test_runs_must_belong_to_the_task_and_their_folder(experiment, tmp_path):
+    with pytest.raises(InputError, match="task is 'chestxray14'"):
+        aggregate("chexpert", experiment, tmp_path / "t.csv", tmp_path / "t.md")
+    moved = experiment[0].parent.parent / "seed9"
+    experiment[0].rename(moved)
+    with pytest.raises(InputError, match=re.escape(f"{moved / 'metrics.json'}: init is 'mocov2_dira'")):
+        aggregate("chestxray14", [moved], tmp_path / "t.csv", tmp_path / "t.md")
+
+
+@pytest.mark.parametrize(("init", "parts"), [("random", ("random", "")), ("mocov2_dira", ("mocov2", "dira")),
+                                             ("barlow_twins_base", ("barlow_twins", "base"))])
+def test_split_init(init, parts):
+    assert split_init(init) == parts
+
+
+@pytest.mark.parametrize("init", ["mocov2", "mocov2_full", "_dira"])
+def test_split_init_rejects_unknown_names(init):
+    with pytest.raises(ValueError, match=init):
+        split_init(init)

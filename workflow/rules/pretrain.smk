@@ -1,0 +1,29 @@
+# Pre-training: 'base' (discrimination) from scratch; 'dir' and 'dira' continue from 'base'.
+# Resumable state lives in results/pretrain/<method>/.state/<variant>/, outside the declared outputs,
+# so a crashed job resumes when rerun instead of starting over.
+
+
+rule pretrain:
+    input:
+        train=processed("chestxray14", "train"),
+        val=processed("chestxray14", "val"),
+        init=lambda w: [] if w.variant == "base" else pretrained(f"{w.method}_base", "method.pt"),
+    output:
+        encoder="results/pretrain/{method}/{variant}/encoder.pt",
+        unet="results/pretrain/{method}/{variant}/unet.pt",
+        weights="results/pretrain/{method}/{variant}/method.pt",
+        history="results/pretrain/{method}/{variant}/history.csv",
+        meta="results/pretrain/{method}/{variant}/meta.json",
+    params:
+        out=lambda wildcards, output: Path(output.encoder).parent,
+        init=lambda wildcards, input: f"--init {input.init}" if input.init else "",
+        config=job_config("model", "pretrain"),
+    threads: config["threads"]
+    log:
+        "logs/pretrain/{method}/{variant}.log",
+    conda:
+        "../envs/dira.yaml"
+    shell:
+        "dira pretrain --method {wildcards.method} --variant {wildcards.variant}"
+        " --train {input.train} --val {input.val} --out {params.out} {params.init}"
+        " --config {params.config:q} > {log} 2>&1"

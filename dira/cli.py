@@ -97,7 +97,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=_cmd_prepare)
 
     p = sub.add_parser("pretrain", help="self-supervised pre-training of one method and variant")
-    p.add_argument("--method", required=True, choices=["mocov2"])
+    p.add_argument("--method", required=True, choices=["mocov2", "simsiam", "barlowtwins"])
     p.add_argument("--variant", required=True, choices=["base", "dir", "dira"])
     p.add_argument("--train", required=True, help="training split cache (train.h5)")
     p.add_argument("--val", required=True, help="validation split cache (val.h5)")

@@ -10,12 +10,10 @@ from dira.models.unet import ResNetEncoder
 
 METHODS: dict[str, type[DiscriminativeMethod]] = {MoCoV2.name: MoCoV2}
 
-# Settings of a method's config section that configure its optimiser, not the module itself.
-OPTIMIZER_KEYS = frozenset({"lr", "sgd_momentum", "weight_decay"})
 
 
 def build_method(name: str, encoder: ResNetEncoder, feature_dim: int, settings: dict[str, Any]) -> DiscriminativeMethod:
     if name not in METHODS:
         raise ValueError(f"unknown method '{name}' (choose from {', '.join(METHODS)})")
-    kwargs = {k: v for k, v in settings.items() if k not in OPTIMIZER_KEYS}
+    kwargs = {k: v for k, v in settings.items() if k != "optimizer"}  # the optimiser is the trainer's
     return METHODS[name](encoder, feature_dim, **kwargs)

@@ -34,6 +34,10 @@ class DiscriminativeMethod(nn.Module, ABC):
         (validation) it must not, so that validating never changes what training sees next.
         """
 
+    def fixed_lr_parameters(self) -> list[nn.Parameter]:
+        """Parameters the learning-rate schedule must leave at their base rate (SimSiam's predictor)."""
+        return []
+
 
 def global_pool(feature_map: torch.Tensor) -> torch.Tensor:
     return feature_map.mean(dim=(2, 3))

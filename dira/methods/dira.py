@@ -82,8 +82,12 @@ class DiRA(nn.Module):
         return discriminator_loss(self.discriminator(target), self.discriminator(restored.detach()),
                                   self.adversarial_loss)
 
+    def generator_modules(self) -> list[nn.Module]:
+        """What the main optimiser trains: the U-Net and the method's own heads (not the discriminator)."""
+        return [self.unet, self.method]
+
     def generator_parameters(self) -> list[nn.Parameter]:
-        return [p for m in (self.unet, self.method) for p in m.parameters() if p.requires_grad]
+        return [p for m in self.generator_modules() for p in m.parameters() if p.requires_grad]
 
 
 def build_dira(method: str, with_discriminator: bool, model_cfg: dict[str, Any],

@@ -34,7 +34,7 @@ from dira.io import load_torch, save_torch, write_json
 from dira.methods.dira import STAGES, DiRA, Stage, build_dira
 from dira.provenance import provenance
 from dira.seeding import derive_seed
-from dira.train import checkpoint
+from dira.train import checkpoint, optim
 from dira.train.history import History
 from dira.train.runtime import configure_threads, resolve_device, seed_everything
 
@@ -64,10 +64,6 @@ def stage_plan(variant: str, epochs: dict[str, int]) -> list[StagePlan]:
     raise InputError(f"unknown variant '{variant}' (choose from {', '.join(VARIANTS)})")
 
 
-def cosine_lr(base_lr: float, epoch: int, epochs: int) -> float:
-    return base_lr * 0.5 * (1.0 + math.cos(math.pi * epoch / epochs))
-
-
 def load_initial_weights(model: DiRA, path: Path) -> None:
     """Start from a ``base`` run's ``method.pt``; only a discriminator may be missing from it."""
     result = model.load_state_dict(load_torch(path), strict=False)
@@ -83,7 +79,7 @@ class Pretrainer:
     def __init__(self, model: DiRA, train_set: TwoViewDataset, val_set: TwoViewDataset,
                  settings: dict[str, Any], method: str, device: torch.device, state_dir: Path, label: str):
         self.model, self.train_set, self.val_set = model, train_set, val_set
-        self.settings, self.method_settings = settings, settings[method]
+        self.settings, self.optimizer_settings = settings, settings[method]["optimizer"]
         self.device, self.state_dir, self.label = device, state_dir, label
         self.cuda = device.type == "cuda"
         self.history = History(state_dir / "history.csv")
@@ -93,9 +89,10 @@ class Pretrainer:
 
     # ---------------------------------------------------------------- optimisers and state
     def start_stage(self, stage: Stage) -> None:
-        ms = self.method_settings
-        self.optimizer = torch.optim.SGD(self.model.generator_parameters(), lr=ms["lr"],
-                                         momentum=ms["sgd_momentum"], weight_decay=ms["weight_decay"])
+        fixed = {id(p) for p in self.model.method.fixed_lr_parameters()}
+        groups = optim.parameter_groups(self.model.generator_modules(), self.optimizer_settings,
+                                        self.settings["batch_size"], fixed)
+        self.optimizer = optim.build_optimizer(groups, self.optimizer_settings)
         self.d_optimizer = None
         if stage.adversarial:
             d = self.settings["discriminator"]
@@ -151,9 +148,6 @@ class Pretrainer:
     def train_epoch(self, stage: Stage, epoch: int, epochs: int) -> dict[str, float]:
         self.model.train()
         self.train_set.restoration = stage.restoration
-        lr = cosine_lr(self.method_settings["lr"], epoch, epochs)
-        for group in self.optimizer.param_groups:
-            group["lr"] = lr
         loader = self._loader(self.train_set, epoch, train=True)
         if len(loader) == 0:
             raise InputError(f"{self.train_set.cache.path}: {len(self.train_set)} images are fewer than "
@@ -163,6 +157,7 @@ class Pretrainer:
         bar = tqdm(loader, desc=f"{self.label} {stage.name} {epoch + 1}/{epochs}", leave=False,
                    mininterval=5.0, dynamic_ncols=True)
         for step, batch in enumerate(bar):
+            lr = optim.set_learning_rate(self.optimizer, self.optimizer_settings, epoch, step, len(loader), epochs)
             batch = self._to_device(batch)
             with self._autocast():
                 losses = self.model.generator_losses(stage, batch["view1"], batch["view2"], batch.get("target"))

@@ -34,6 +34,15 @@ class DiscriminativeMethod(nn.Module, ABC):
         (validation) it must not, so that validating never changes what training sees next.
         """
 
+    @property
+    def bn_groups(self) -> int:
+        """Batch-norm groups of one process's batch (MoCo's emulated shuffle-BN); 1 for most methods."""
+        return 1
+
+    # Methods whose batch norm must see the whole batch across processes (SimSiam, Barlow Twins) set
+    # this; the trainer then converts every batch norm of the model under torchrun.
+    sync_batchnorm: bool = False
+
     def fixed_lr_parameters(self) -> list[nn.Parameter]:
         """Parameters the learning-rate schedule must leave at their base rate (SimSiam's predictor)."""
         return []

@@ -70,13 +70,21 @@ class DiRA(nn.Module):
         total = self.weights.discrimination * out.loss
         restored = None
         if stage.restoration:
-            restored = torch.sigmoid(self.unet.decode(out.features))
+            restored = torch.sigmoid(self._decode(out.features))
             terms["res"] = restoration_loss(restored, target)
             total = total + self.weights.restoration * terms["res"]
         if stage.adversarial:
             terms["adv"] = generator_adversarial_loss(self.discriminator(restored), self.adversarial_loss)
             total = total + self.weights.adversarial * terms["adv"]
         return GeneratorLosses(total, terms, restored)
+
+    def _decode(self, features: list[torch.Tensor]) -> torch.Tensor:
+        # The decoder's batch norm sees the same groups as the encoder's (MoCo's emulated GPUs).
+        groups = self.method.bn_groups
+        if groups == 1:
+            return self.unet.decode(features)
+        chunks = zip(*(f.chunk(groups) for f in features), strict=True)
+        return torch.cat([self.unet.decode(list(chunk)) for chunk in chunks])
 
     def discriminator_loss(self, target: torch.Tensor, restored: torch.Tensor) -> torch.Tensor:
         return discriminator_loss(self.discriminator(target), self.discriminator(restored.detach()),

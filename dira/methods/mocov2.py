@@ -11,6 +11,8 @@ from dira.losses import infonce_loss
 from dira.methods.base import DiscriminativeMethod, DiscriminativeOutput, forward_in_groups, global_pool
 from dira.models.heads import mlp_head
 from dira.models.unet import ResNetEncoder
+from dira.seeding import derive_seed
+from dira.train import distributed
 
 
 class MoCoV2(DiscriminativeMethod):
@@ -30,32 +32,52 @@ class MoCoV2(DiscriminativeMethod):
             p.requires_grad_(False)
         self.register_buffer("queue", F.normalize(torch.randn(out_dim, queue_size), dim=0))
         self.register_buffer("queue_ptr", torch.zeros((), dtype=torch.long))
+        self.register_buffer("shuffle_step", torch.zeros((), dtype=torch.long))
+
+    @property
+    def bn_groups(self) -> int:
+        # Emulated groups in one process; under torchrun every process is one group already.
+        return self.bn_splits if self.training and not distributed.active() else 1
 
     def forward(self, encoder: ResNetEncoder, view1: torch.Tensor, view2: torch.Tensor) -> DiscriminativeOutput:
-        # Batch-norm groups only matter with batch statistics; evaluation uses running statistics.
-        groups = self.bn_splits if self.training else 1
-        features = forward_in_groups(encoder, view1, groups)
+        features = forward_in_groups(encoder, view1, self.bn_groups)
         query = F.normalize(self.head(global_pool(features[-1])), dim=1)
         with torch.no_grad():
             if self.training:
                 self._momentum_update(encoder)
-            key = self._keys(view2, groups)
-        loss = infonce_loss(query, key, self.queue.clone(), self.temperature)
+            keys = self._keys(view2)  # of the whole (global) batch, in batch order
+        local_keys = keys.chunk(distributed.world_size())[distributed.rank()] if self.training else keys
+        loss = infonce_loss(query, local_keys, self.queue.clone(), self.temperature)
         if self.training:
-            self._enqueue(key)
+            self._enqueue(keys)
         return DiscriminativeOutput(loss=loss, features=features)
 
-    def _keys(self, images: torch.Tensor, groups: int) -> torch.Tensor:
-        # Shuffle-BN: spread each batch-norm group's images over the other groups for the keys, so a
-        # query and its positive key never share batch statistics (a shortcut MoCo guards against).
-        if groups > 1:
-            order = torch.randperm(images.shape[0], device=images.device)
-            images = images[order]
-        features = forward_in_groups(self.key_encoder, images, groups)
-        key = F.normalize(self.key_head(global_pool(features[-1])), dim=1)
-        if groups > 1:
-            key = key[torch.argsort(order)]
-        return key
+    def _keys(self, images: torch.Tensor) -> torch.Tensor:
+        """Key embeddings with shuffle-BN: each batch-norm group (process, or emulated group) computes keys
+        of images from other groups, so a query and its positive key never share batch statistics."""
+        if not self.training:
+            return self._embed_keys(images)
+        images = distributed.gather(images)
+        groups = distributed.world_size() if distributed.active() else self.bn_splits
+        if groups == 1:
+            return self._embed_keys(images)
+        order = self._shuffle_order(images.shape[0]).to(images.device)
+        shuffled = images[order]
+        if distributed.active():
+            keys = distributed.gather(self._embed_keys(shuffled.chunk(groups)[distributed.rank()]))
+        else:
+            keys = torch.cat([self._embed_keys(chunk) for chunk in shuffled.chunk(groups)])
+        return keys[torch.argsort(order)]
+
+    def _embed_keys(self, images: torch.Tensor) -> torch.Tensor:
+        return F.normalize(self.key_head(global_pool(self.key_encoder(images)[-1])), dim=1)
+
+    def _shuffle_order(self, size: int) -> torch.Tensor:
+        # Drawn from a counter in the state, not the global RNG: every process draws the same
+        # permutation without a broadcast, and a resumed run draws the ones it would have drawn.
+        generator = torch.Generator().manual_seed(derive_seed("moco-shuffle-bn", int(self.shuffle_step)))
+        self.shuffle_step += 1
+        return torch.randperm(size, generator=generator)
 
     def _momentum_update(self, encoder: ResNetEncoder) -> None:
         online = [*encoder.parameters(), *self.head.parameters()]

@@ -46,7 +46,7 @@ def save_state(path: Path, state: dict[str, Any]) -> None:
     save_torch(path, state)
 
 
-def load_state(path: Path, expected_fingerprint: str) -> dict[str, Any] | None:
+def load_state(path: Path, expected_fingerprint: str, move_stale: bool = True) -> dict[str, Any] | None:
     """The saved state if it belongs to this run; a foreign or unreadable one is moved aside."""
     if not path.is_file():
         return None
@@ -57,6 +57,8 @@ def load_state(path: Path, expected_fingerprint: str) -> dict[str, Any] | None:
         state = None
     if state is not None and state.get("fingerprint") == expected_fingerprint:
         return state
+    if not move_stale:
+        return None
     stale = path.with_suffix(".stale.pt")
     os.replace(path, stale)
     log.warning("%s was written by other settings or inputs; moved to %s and starting afresh", path, stale)

@@ -1,6 +1,7 @@
 import torch
 
 from dira.methods.base import forward_in_groups
+from dira.seeding import derive_seed
 
 
 def test_training_step_enqueues_the_keys_and_moves_the_key_encoder(build, fixed_batch):
@@ -46,12 +47,25 @@ def test_batch_norm_groups_see_their_own_statistics(build):
     assert not torch.allclose(encoder(images)[-1], grouped[-1])
 
 
-def test_shuffle_bn_keys_do_not_depend_on_the_shuffle_order_in_eval(build, fixed_batch):
-    model = build()
-    model.method.bn_splits = 2
-    model.eval()
+def test_shuffle_bn_keys_come_from_groups_of_shuffled_images(build, fixed_batch):
+    model = build().train()
+    moco = model.method
+    moco.bn_splits = 2
+    view2 = fixed_batch[1]
+    order = torch.randperm(8, generator=torch.Generator().manual_seed(derive_seed("moco-shuffle-bn", 0)))
     with torch.no_grad():
-        a = model.method._keys(fixed_batch[1], groups=1)
-        model.method.bn_splits = 1
-        b = model.method._keys(fixed_batch[1], groups=1)
-    torch.testing.assert_close(a, b)
+        keys = moco._keys(view2)
+        expected = torch.cat([moco._embed_keys(chunk) for chunk in view2[order].chunk(2)])[torch.argsort(order)]
+        unshuffled = torch.cat([moco._embed_keys(chunk) for chunk in view2.chunk(2)])
+    torch.testing.assert_close(keys, expected)
+    assert not torch.allclose(keys, unshuffled)  # the groups really differ from the query's groups
+    assert moco.shuffle_step.item() == 1
+
+
+def test_emulated_groups_also_split_the_decoder(build, fixed_batch):
+    model = build().train()
+    model.method.bn_splits = 2
+    features = [f.detach() for f in model.unet.encoder(fixed_batch[0])]
+    grouped = model._decode(features)
+    halves = torch.cat([model.unet.decode([f[:4] for f in features]), model.unet.decode([f[4:] for f in features])])
+    torch.testing.assert_close(grouped, halves)

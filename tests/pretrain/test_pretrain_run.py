@@ -103,3 +103,17 @@ def test_killed_run_resumes_to_bitwise_identical_weights(caches, tmp_path):
         a, b = load_torch(reference / name), load_torch(crashed / name)
         assert a.keys() == b.keys()
         assert all(torch.equal(a[k], b[k]) for k in a), name
+
+
+@pytest.mark.slow
+def test_torchrun_with_two_cpu_processes_trains_and_exports(caches, tmp_path):
+    out = tmp_path / "ddp" / "mocov2" / "dira"
+    base = tmp_path / "ddp" / "mocov2" / "base"
+    _run(_command(caches, base))
+    cmd = _command(caches, out, "dira", init=base / "method.pt")
+    torchrun = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2", "-m"]
+    done = _run(torchrun + cmd[2:])  # `python -m dira.cli ...` becomes `torchrun ... -m dira.cli ...`
+    assert "on cpu x 2" in done.stderr
+    history = (out / "history.csv").read_text().splitlines()
+    assert [row.split(",")[0] for row in history[1:]] == ["dir", "dira"]
+    assert torch.isfinite(load_torch(out / "encoder.pt")["conv1.weight"]).all()

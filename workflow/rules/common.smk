@@ -38,6 +38,14 @@ def job_config(*sections):
     return json.dumps({key: config[key] for key in ("device", "threads", *sections)}, sort_keys=True)
 
 
+def pretrain_config(method):
+    """Like job_config, without the other methods' sections (so tuning one method reruns only its jobs)."""
+    others = {m for m in ("mocov2", "simsiam", "barlowtwins") if m != method}
+    pretrain = {k: v for k, v in config["pretrain"].items() if k not in others}
+    return json.dumps({"device": config["device"], "threads": config["threads"], "model": config["model"],
+                       "pretrain": pretrain}, sort_keys=True)
+
+
 def dataset_root(name):
     return config["datasets"][name]["root"]
 
@@ -66,6 +74,12 @@ def pretrained(init, filename="encoder.pt"):
         return []
     method, variant = init.rsplit("_", 1)
     return f"results/pretrain/{method}/{variant}/{filename}"
+
+
+def pretrain_launcher():
+    """`dira`, or torchrun starting one `dira` process per GPU (DDP) when a job has several."""
+    gpus = config["pretrain"]["gpus"]
+    return f"torchrun --standalone --nproc_per_node {gpus} -m dira.cli" if gpus > 1 else "dira"
 
 
 def finetune_runs(task):

@@ -17,13 +17,16 @@ rule pretrain:
     params:
         out=lambda wildcards, output: Path(output.encoder).parent,
         init=lambda wildcards, input: f"--init {input.init}" if input.init else "",
-        config=job_config("model", "pretrain"),
+        config=lambda w: pretrain_config(w.method),
+        launcher=pretrain_launcher(),
     threads: config["threads"]
+    resources:
+        gpu=config["pretrain"]["gpus"],
     log:
         "logs/pretrain/{method}/{variant}.log",
     conda:
         "../envs/dira.yaml"
     shell:
-        "dira pretrain --method {wildcards.method} --variant {wildcards.variant}"
+        "{params.launcher} pretrain --method {wildcards.method} --variant {wildcards.variant}"
         " --train {input.train} --val {input.val} --out {params.out} {params.init}"
         " --config {params.config:q} > {log} 2>&1"

@@ -1,0 +1,178 @@
+"""The epoch loop of one pre-training run: optimisers, training and validation epochs, resumable state.
+
+One process, or one of several under torchrun: each process takes its slice of every global batch,
+gradients are averaged before each optimiser step, and the main process alone validates and writes.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from typing import Any
+
+import torch
+from torch.utils.data import DataLoader
+from tqdm import tqdm
+
+from dira.data.views import VALIDATION_EPOCH, TwoViewDataset
+from dira.errors import InputError
+from dira.methods.dira import DiRA, Stage
+from dira.seeding import derive_seed
+from dira.train import checkpoint, distributed, optim
+from dira.train.history import History
+
+
+class TrainingDiverged(RuntimeError):
+    """A loss became NaN or infinite; the last saved state is left as it was."""
+
+
+class Pretrainer:
+    def __init__(self, model: DiRA, train_set: TwoViewDataset, val_set: TwoViewDataset, settings: dict[str, Any],
+                 method: str, device: torch.device, history: History, label: str,
+                 ctx: distributed.Context | None = None):
+        self.model, self.train_set, self.val_set = model, train_set, val_set
+        self.settings, self.optimizer_settings = settings, settings[method]["optimizer"]
+        self.device, self.history, self.label = device, history, label
+        self.ctx = ctx or distributed.Context()
+        if settings["batch_size"] % self.ctx.world_size:
+            raise InputError(f"pretrain.batch_size {settings['batch_size']} is not divisible by the "
+                             f"{self.ctx.world_size} processes")
+        self.local_batch = settings["batch_size"] // self.ctx.world_size
+        self.cuda = device.type == "cuda"
+        self.optimizer: torch.optim.Optimizer | None = None
+        self.d_optimizer: torch.optim.Optimizer | None = None
+        self.best_val, self.best_epoch = math.inf, -1
+
+    # ---------------------------------------------------------------- optimisers and state
+    def start_stage(self, stage: Stage) -> None:
+        fixed = {id(p) for p in self.model.method.fixed_lr_parameters()}
+        groups = optim.parameter_groups(self.model.generator_modules(), self.optimizer_settings,
+                                        self.settings["batch_size"], fixed)
+        self.optimizer = optim.build_optimizer(groups, self.optimizer_settings)
+        self.d_optimizer = None
+        if stage.adversarial:
+            d = self.settings["discriminator"]
+            self.d_optimizer = torch.optim.Adam(self.model.discriminator.parameters(), lr=d["lr"],
+                                                betas=tuple(d["betas"]))
+
+    def state(self, stage_index: int, next_epoch: int, fingerprint: str, finished: bool) -> dict[str, Any]:
+        # At a stage boundary the next stage starts fresh optimisers, so their moments are not kept.
+        keep_optimizers = next_epoch > 0
+        return {
+            "fingerprint": fingerprint, "stage_index": stage_index, "next_epoch": next_epoch,
+            "finished": finished, "model": self.model.state_dict(),
+            "optimizer": self.optimizer.state_dict() if keep_optimizers else {},
+            "d_optimizer": self.d_optimizer.state_dict() if keep_optimizers and self.d_optimizer else {},
+            "best_val": self.best_val, "best_epoch": self.best_epoch,
+            "rng": checkpoint.rng_state(), "history": self.history.rows,
+        }
+
+    def restore(self, state: dict[str, Any], stage: Stage | None) -> None:
+        self.model.load_state_dict(state["model"])
+        self.best_val, self.best_epoch = state["best_val"], state["best_epoch"]
+        self.history.replace(state["history"])
+        checkpoint.restore_rng(state["rng"])
+        if stage is None:  # the run had finished; nothing is left to optimise
+            return
+        self.start_stage(stage)
+        if state["optimizer"]:
+            self.optimizer.load_state_dict(state["optimizer"])
+        if self.d_optimizer is not None and state["d_optimizer"]:
+            self.d_optimizer.load_state_dict(state["d_optimizer"])
+
+    # ---------------------------------------------------------------- data
+    def _train_loader(self, epoch: int) -> DataLoader:
+        """This process's slice of each global batch of a seeded epoch order (the same in every process)."""
+        self.train_set.set_epoch(epoch)
+        generator = torch.Generator().manual_seed(derive_seed(self.settings["seed"], "order", epoch))
+        order = torch.randperm(len(self.train_set), generator=generator).tolist()
+        batch, local, rank = self.settings["batch_size"], self.local_batch, self.ctx.rank
+        steps = len(order) // batch
+        mine = [order[s * batch + rank * local + j] for s in range(steps) for j in range(local)]
+        return self._loader(self.train_set, mine, epoch)
+
+    def _loader(self, dataset: TwoViewDataset, indices: list[int] | None, epoch: int) -> DataLoader:
+        return DataLoader(
+            dataset, batch_size=self.local_batch, sampler=indices, num_workers=self.settings["num_workers"],
+            pin_memory=self.cuda,
+            generator=torch.Generator().manual_seed(derive_seed(self.settings["seed"], "workers", epoch)),
+        )
+
+    def _to_device(self, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        fmt = torch.channels_last if self.cuda else torch.contiguous_format
+        return {k: v.to(self.device, non_blocking=True, memory_format=fmt) for k, v in batch.items()}
+
+    def _autocast(self):
+        # bf16 on GPUs (no loss scaling needed); full precision on the CPU, where autocast buys nothing.
+        return torch.autocast(device_type=self.device.type, dtype=torch.bfloat16, enabled=self.cuda)
+
+    # ---------------------------------------------------------------- epochs
+    def train_epoch(self, stage: Stage, epoch: int, epochs: int) -> dict[str, float]:
+        self.model.train()
+        self.train_set.restoration = stage.restoration
+        loader = self._train_loader(epoch)
+        if len(loader) == 0:
+            raise InputError(f"{self.train_set.cache.path}: {len(self.train_set)} images are fewer than "
+                             f"one batch of {self.settings['batch_size']}")
+        sums: dict[str, torch.Tensor] = {}
+        start, lr = time.perf_counter(), 0.0
+        bar = tqdm(loader, desc=f"{self.label} {stage.name} {epoch + 1}/{epochs}", leave=False,
+                   mininterval=5.0, dynamic_ncols=True, disable=not self.ctx.is_main)
+        for step, batch in enumerate(bar):
+            lr = optim.set_learning_rate(self.optimizer, self.optimizer_settings, epoch, step, len(loader), epochs)
+            terms = self._step(stage, self._to_device(batch), epoch, step)
+            for name, value in terms.items():
+                sums[name] = sums.get(name, 0.0) + value
+        elapsed = time.perf_counter() - start
+        means = distributed.mean_over_processes(
+            {f"train_{k}": (v / len(loader)).item() for k, v in sums.items()}, self.device)
+        images = len(loader) * self.settings["batch_size"]
+        return {**means, "lr": lr, "images_per_s": images / elapsed, "seconds": elapsed}
+
+    def _step(self, stage: Stage, batch: dict[str, torch.Tensor], epoch: int, step: int) -> dict[str, torch.Tensor]:
+        """One generator step and, in adversarial stages, one discriminator step; returns the detached terms."""
+        with self._autocast():
+            losses = self.model.generator_losses(stage, batch["view1"], batch["view2"], batch.get("target"))
+        terms = {"total": losses.total, **losses.terms}
+        self._check_finite(stage, epoch, step, terms)
+        self.optimizer.zero_grad(set_to_none=True)
+        losses.total.backward()
+        distributed.sync_gradients(self.model.generator_parameters())
+        self.optimizer.step()
+        if stage.adversarial:
+            with self._autocast():
+                terms["d"] = self.model.discriminator_loss(batch["target"], losses.restored)
+            self._check_finite(stage, epoch, step, {"d": terms["d"]})
+            self.d_optimizer.zero_grad(set_to_none=True)
+            terms["d"].backward()
+            distributed.sync_gradients(list(self.model.discriminator.parameters()))
+            self.d_optimizer.step()
+        return {k: v.detach().float() for k, v in terms.items()}
+
+    @torch.no_grad()
+    def validate(self, stage: Stage) -> dict[str, float]:
+        """Weighted loss terms on the validation split, with views drawn from a fixed seed."""
+        self.model.eval()
+        self.val_set.restoration = stage.restoration
+        self.val_set.set_epoch(VALIDATION_EPOCH)
+        sums: dict[str, float] = {}
+        count = 0
+        for batch in self._loader(self.val_set, None, VALIDATION_EPOCH):
+            batch = self._to_device(batch)
+            with self._autocast():
+                losses = self.model.generator_losses(stage, batch["view1"], batch["view2"], batch.get("target"))
+            n = batch["view1"].shape[0]
+            for name, value in {"total": losses.total, **losses.terms}.items():
+                sums[name] = sums.get(name, 0.0) + value.float().item() * n
+            count += n
+        return {f"val_{k}": v / count for k, v in sums.items()}
+
+    def _check_finite(self, stage: Stage, epoch: int, step: int, terms: dict[str, torch.Tensor]) -> None:
+        finite = torch.stack([torch.isfinite(v.detach()).all() for v in terms.values()])
+        if bool(finite.all()):
+            return
+        bad = ", ".join(f"{k} = {v.item()}" for k, v in terms.items() if not torch.isfinite(v).all())
+        raise TrainingDiverged(
+            f"{self.label}: non-finite loss in stage '{stage.name}' epoch {epoch + 1} step {step}: {bad}; "
+            "the last saved training state is untouched"
+        )

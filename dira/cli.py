@@ -53,6 +53,12 @@ def _cmd_pretrain(args: argparse.Namespace) -> None:
     )
 
 
+def _cmd_import_official(args: argparse.Namespace) -> None:
+    from dira.models.official import import_official
+
+    import_official(Path(args.checkpoint), Path(args.out))
+
+
 def _cmd_finetune(args: argparse.Namespace) -> None:
     from dira.train.finetune import finetune
 
@@ -106,6 +112,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--state-dir", help="where the resumable training state lives (default: OUT/../.state/VARIANT)")
     _add_config(p)
     p.set_defaults(func=_cmd_pretrain)
+
+    p = sub.add_parser("import-official", help="convert a checkpoint of the public DiRA release for fine-tuning")
+    p.add_argument("checkpoint", help="unet.pth, best_checkpoint.pth or checkpoint.pth of fhaghighi/DiRA")
+    p.add_argument("--out", required=True, help="folder for encoder.pt (and unet.pt when it has a decoder)")
+    p.set_defaults(func=_cmd_import_official)
 
     p = sub.add_parser("finetune", help="fine-tune one initialisation on one task with one seed")
     p.add_argument("--task", required=True, choices=["chestxray14"])

@@ -51,3 +51,13 @@ def test_paper_and_test_configs_are_valid(snakemake, tmp_path):
         done = snakemake(tmp_path, "-n", "--configfile", str(REPO / "config" / name))
         # paper.yaml points at real data that is absent here: only the missing raw files may stop it
         assert "invalid configuration" not in done.stdout, (name, done.stdout)
+
+
+def test_imported_release_weights_replace_that_pretraining(snakemake, tmp_path):
+    release = tmp_path / "unet.pth"
+    release.write_bytes(b"placeholder: a dry run reads no weights")
+    done = snakemake(tmp_path, "-n", "--config", f"imported_weights={{'mocov2_dira': '{release}'}}")
+    assert done.returncode == 0, done.stdout
+    counts = _job_counts(done.stdout)
+    assert counts["import_official"] == 1 and counts["pretrain"] == 1 and counts["finetune"] == 9
+    assert "results/imported/mocov2_dira/encoder.pt" in done.stdout

@@ -19,7 +19,11 @@ except ConfigError as err:
     raise WorkflowError(str(err)) from None
 
 SPLITS = ("train", "val", "test")
-INITS = [*config["inits"], *(f"{m}_{v}" for m in config["methods"] for v in config["variants"])]
+INITS = list(dict.fromkeys([
+    *config["inits"],
+    *(f"{m}_{v}" for m in config["methods"] for v in config["variants"]),
+    *config["imported_weights"],
+]))
 
 
 wildcard_constraints:
@@ -72,6 +76,8 @@ def pretrained(init, filename="encoder.pt"):
     """The pre-training output an init name refers to ('random' has none)."""
     if init == "random":
         return []
+    if init in config["imported_weights"]:
+        return f"results/imported/{init}/{filename}"
     method, variant = init.rsplit("_", 1)
     return f"results/pretrain/{method}/{variant}/{filename}"
 

@@ -30,3 +30,19 @@ rule pretrain:
         "{params.launcher} pretrain --method {wildcards.method} --variant {wildcards.variant}"
         " --train {input.train} --val {input.val} --out {params.out} {params.init}"
         " --config {params.config:q} > {log} 2>&1"
+
+
+rule import_official:
+    input:
+        lambda w: config["imported_weights"][w.init],
+    output:
+        encoder="results/imported/{init}/encoder.pt",
+        meta="results/imported/{init}/meta.json",
+    params:
+        out=lambda wildcards, output: Path(output.encoder).parent,
+    log:
+        "logs/pretrain/import_{init}.log",
+    conda:
+        "../envs/dira.yaml"
+    shell:
+        "dira import-official {input} --out {params.out} > {log} 2>&1"

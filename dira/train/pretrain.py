@@ -94,6 +94,7 @@ def _pretrain(method: str, variant: str, plan: list[StagePlan], train_h5: Path, 
     model.to(device)
     if device.type == "cuda":
         model.to(memory_format=torch.channels_last)
+        torch.backends.cudnn.benchmark = True  # fixed input sizes: let cuDNN pick its fastest kernels once
     distributed.broadcast_state(model)
 
     views = ViewSettings.from_config(settings["views"])

@@ -98,7 +98,7 @@ class Pretrainer:
             generator=torch.Generator().manual_seed(derive_seed(self.settings["seed"], "workers", epoch)),
         )
 
-    def _to_device(self, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    def to_device(self, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         fmt = torch.channels_last if self.cuda else torch.contiguous_format
         return {k: v.to(self.device, non_blocking=True, memory_format=fmt) for k, v in batch.items()}
 
@@ -120,7 +120,7 @@ class Pretrainer:
                    mininterval=5.0, dynamic_ncols=True, disable=not self.ctx.is_main)
         for step, batch in enumerate(bar):
             lr = optim.set_learning_rate(self.optimizer, self.optimizer_settings, epoch, step, len(loader), epochs)
-            terms = self._step(stage, self._to_device(batch), epoch, step)
+            terms = self.train_step(stage, self.to_device(batch), epoch, step)
             for name, value in terms.items():
                 sums[name] = sums.get(name, 0.0) + value
         elapsed = time.perf_counter() - start
@@ -129,8 +129,12 @@ class Pretrainer:
         images = len(loader) * self.settings["batch_size"]
         return {**means, "lr": lr, "images_per_s": images / elapsed, "seconds": elapsed}
 
-    def _step(self, stage: Stage, batch: dict[str, torch.Tensor], epoch: int, step: int) -> dict[str, torch.Tensor]:
-        """One generator step and, in adversarial stages, one discriminator step; returns the detached terms."""
+    def train_step(self, stage: Stage, batch: dict[str, torch.Tensor], epoch: int,
+                   step: int) -> dict[str, torch.Tensor]:
+        """One generator step and, in adversarial stages, one discriminator step; returns the detached terms.
+
+        ``batch`` is already on the device (see ``to_device``); the benchmark times exactly this.
+        """
         with self._autocast():
             losses = self.model.generator_losses(stage, batch["view1"], batch["view2"], batch.get("target"))
         terms = {"total": losses.total, **losses.terms}
@@ -158,7 +162,7 @@ class Pretrainer:
         sums: dict[str, float] = {}
         count = 0
         for batch in self._loader(self.val_set, None, VALIDATION_EPOCH):
-            batch = self._to_device(batch)
+            batch = self.to_device(batch)
             with self._autocast():
                 losses = self.model.generator_losses(stage, batch["view1"], batch["view2"], batch.get("target"))
             n = batch["view1"].shape[0]

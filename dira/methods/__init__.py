@@ -4,11 +4,15 @@ from __future__ import annotations
 
 from typing import Any
 
+from dira.methods.barlow_twins import BarlowTwins
 from dira.methods.base import DiscriminativeMethod
 from dira.methods.mocov2 import MoCoV2
+from dira.methods.simsiam import SimSiam
 from dira.models.unet import ResNetEncoder
 
-METHODS: dict[str, type[DiscriminativeMethod]] = {MoCoV2.name: MoCoV2}
+METHODS: dict[str, type[DiscriminativeMethod]] = {
+    method.name: method for method in (MoCoV2, SimSiam, BarlowTwins)
+}
 
 
 

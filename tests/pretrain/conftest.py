@@ -11,7 +11,11 @@ def tiny_config():
     return validate({
         "device": "cpu",
         "model": {"backbone": "resnet18", "decoder_channels": [32, 16, 16, 8, 8]},
-        "pretrain": {"mocov2": {"queue_size": 32, "hidden_dim": 32, "out_dim": 16, "momentum": 0.99}},
+        "pretrain": {
+            "mocov2": {"queue_size": 32, "hidden_dim": 32, "out_dim": 16, "momentum": 0.99},
+            "simsiam": {"proj_dim": 32, "pred_dim": 8},
+            "barlowtwins": {"proj_dims": [32, 32, 32]},
+        },
     })
 
 

@@ -14,9 +14,9 @@ def test_demo_config_schedules_the_whole_chain(snakemake, tmp_path):
     done = snakemake(tmp_path, "-n")
     assert done.returncode == 0, done.stdout
     counts = _job_counts(done.stdout)
-    # 3 inits (random, mocov2_base, mocov2_dira) x 3 seeds; base and dira pre-training
-    assert counts == {"synth_chestxray14": 1, "prepare_chestxray14": 1, "pretrain": 2, "finetune": 9,
-                      "aggregate": 1, "figure": 1, "all": 1, "total": 16}
+    # 7 inits (random + 3 methods x {base, dira}) x 3 seeds; base and dira pre-training of each method
+    assert counts == {"synth_chestxray14": 1, "prepare_chestxray14": 1, "pretrain": 6, "finetune": 21,
+                      "aggregate": 1, "figure": 1, "all": 1, "total": 32}
 
 
 def test_real_source_has_no_rule_that_writes_the_raw_data(snakemake, tmp_path):
@@ -59,5 +59,5 @@ def test_imported_release_weights_replace_that_pretraining(snakemake, tmp_path):
     done = snakemake(tmp_path, "-n", "--config", f"imported_weights={{'mocov2_dira': '{release}'}}")
     assert done.returncode == 0, done.stdout
     counts = _job_counts(done.stdout)
-    assert counts["import_official"] == 1 and counts["pretrain"] == 1 and counts["finetune"] == 9
+    assert counts["import_official"] == 1 and counts["pretrain"] == 5 and counts["finetune"] == 21
     assert "results/imported/mocov2_dira/encoder.pt" in done.stdout

@@ -1,0 +1,53 @@
+"""A non-finite loss stops pre-training with the epoch, step and term named, and the saved state intact."""
+
+import numpy as np
+import pytest
+import torch
+
+from dira.config import validate
+from dira.data.cache import CacheWriter
+from dira.io import load_torch
+from dira.methods.dira import DiRA
+from dira.train.pretrain import TrainingDiverged, pretrain
+
+
+@pytest.fixture
+def caches(tmp_path):
+    rng = np.random.default_rng(0)
+    for split, n in (("train", 16), ("val", 8)):
+        with CacheWriter(tmp_path / f"{split}.h5", n, 32, {"dataset": "toy", "split": split}) as writer:
+            for i in range(n):
+                writer.write_image(i, (rng.random((32, 32)) * 255).astype(np.uint8), (32, 32))
+            writer.write_array("ids", [f"{i}.png" for i in range(n)])
+    return tmp_path
+
+
+def test_nan_restoration_loss_stops_the_run_and_keeps_the_last_good_state(caches, tmp_path, monkeypatch):
+    config = validate({
+        "device": "cpu", "threads": 1,
+        "model": {"backbone": "resnet18", "decoder_channels": [16, 8, 8, 8, 8]},
+        "pretrain": {"batch_size": 8, "num_workers": 0,
+                     "epochs": {"discrimination": 1, "restoration_warmup": 3, "adversarial": 1},
+                     "mocov2": {"queue_size": 16, "hidden_dim": 16, "out_dim": 8}},
+    })
+    pretrain("mocov2", "base", caches / "train.h5", caches / "val.h5", tmp_path / "base", None, None, config)
+
+    original = DiRA.generator_losses
+    calls = {"n": 0}
+
+    def poisoned(self, stage, view1, view2, target):
+        losses = original(self, stage, view1, view2, target)
+        if self.training:
+            calls["n"] += 1
+            if calls["n"] == 4:  # 2 steps per epoch: the second step (index 1) of epoch 2
+                losses.terms["res"] = losses.terms["res"] * float("nan")
+        return losses
+
+    monkeypatch.setattr(DiRA, "generator_losses", poisoned)
+    with pytest.raises(TrainingDiverged, match=r"stage 'dir' epoch 2 step 1: res = nan"):
+        pretrain("mocov2", "dir", caches / "train.h5", caches / "val.h5", tmp_path / "dir",
+                 tmp_path / "base" / "method.pt", None, config)
+    state = load_torch(tmp_path / ".state" / "dir" / "latest.pt")
+    assert (state["stage_index"], state["next_epoch"]) == (0, 1)  # the end of epoch 1, as saved
+    assert all(torch.isfinite(v).all() for v in state["model"].values() if v.is_floating_point())
+    assert not (tmp_path / "dir" / "encoder.pt").exists()

@@ -1,6 +1,7 @@
 import numpy as np
 import pytest
 import torch
+from toy import train_on_fixed_batch
 
 from dira.methods.dira import STAGES
 
@@ -8,25 +9,13 @@ from dira.methods.dira import STAGES
 @pytest.mark.parametrize("stage", ["di", "dir", "dira"])
 def test_each_stage_trains_and_its_loss_goes_down_on_a_fixed_batch(build, fixed_batch, stage):
     model = build(discriminator=stage == "dira").train()
-    view1, view2, target = fixed_batch
     with torch.no_grad():  # fill the queue with real keys first: random negatives are too easy to learn from
         for _ in range(4):
-            model.generator_losses(STAGES[stage], view1, view2, target)
-    opt = torch.optim.SGD(model.generator_parameters(), lr=0.03, momentum=0.9)
-    d_opt = torch.optim.Adam(model.discriminator.parameters(), 2e-4, betas=(0.5, 0.999)) if stage == "dira" else None
-    totals = []
-    for _ in range(20):
-        losses = model.generator_losses(STAGES[stage], view1, view2, target)
-        assert set(losses.terms) == {"di": {"dis"}, "dir": {"dis", "res"}, "dira": {"dis", "res", "adv"}}[stage]
-        opt.zero_grad()
-        losses.total.backward()
-        opt.step()
-        if d_opt:
-            d_loss = model.discriminator_loss(target, losses.restored)
-            d_opt.zero_grad()
-            d_loss.backward()
-            d_opt.step()
-        totals.append(losses.total.item())
+            model.generator_losses(STAGES[stage], *fixed_batch)
+    history = train_on_fixed_batch(model, stage, fixed_batch)
+    expected_terms = {"di": {"dis"}, "dir": {"dis", "res"}, "dira": {"dis", "res", "adv"}}[stage]
+    assert set(history[0]) == {"total", *expected_terms}
+    totals = [step["total"] for step in history]
     assert np.mean(totals[-5:]) < 0.8 * np.mean(totals[:5])
 
 

@@ -1,11 +1,10 @@
 """A non-finite loss stops pre-training with the epoch, step and term named, and the saved state intact."""
 
-import numpy as np
 import pytest
 import torch
+from toy import write_toy_caches
 
 from dira.config import validate
-from dira.data.cache import CacheWriter
 from dira.io import load_torch
 from dira.methods.dira import DiRA
 from dira.train.pretrain import TrainingDiverged, pretrain
@@ -13,13 +12,7 @@ from dira.train.pretrain import TrainingDiverged, pretrain
 
 @pytest.fixture
 def caches(tmp_path):
-    rng = np.random.default_rng(0)
-    for split, n in (("train", 16), ("val", 8)):
-        with CacheWriter(tmp_path / f"{split}.h5", n, 32, {"dataset": "toy", "split": split}) as writer:
-            for i in range(n):
-                writer.write_image(i, (rng.random((32, 32)) * 255).astype(np.uint8), (32, 32))
-            writer.write_array("ids", [f"{i}.png" for i in range(n)])
-    return tmp_path
+    return write_toy_caches(tmp_path, {"train": 16, "val": 8})
 
 
 def test_nan_restoration_loss_stops_the_run_and_keeps_the_last_good_state(caches, tmp_path, monkeypatch):

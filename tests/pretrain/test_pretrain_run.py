@@ -7,12 +7,11 @@ import subprocess
 import sys
 import time
 
-import numpy as np
 import pytest
 import torch
 import torchvision
+from toy import write_toy_caches
 
-from dira.data.cache import CacheWriter
 from dira.io import load_torch
 
 SETTINGS = {
@@ -29,14 +28,7 @@ SETTINGS = {
 
 @pytest.fixture(scope="module")
 def caches(tmp_path_factory):
-    root = tmp_path_factory.mktemp("cache")
-    rng = np.random.default_rng(0)
-    for split, n in (("train", 48), ("val", 16)):
-        with CacheWriter(root / f"{split}.h5", n, 32, {"dataset": "toy", "split": split}) as writer:
-            for i in range(n):
-                writer.write_image(i, (rng.random((32, 32)) * 255).astype(np.uint8), (32, 32))
-            writer.write_array("ids", [f"{split}{i}.png" for i in range(n)])
-    return root
+    return write_toy_caches(tmp_path_factory.mktemp("cache"), {"train": 48, "val": 16})
 
 
 def _command(caches, out, variant="base", init=None):

@@ -4,6 +4,7 @@ import numpy as np
 import pytest
 import torch
 from torchvision.models.resnet import BasicBlock
+from toy import train_on_fixed_batch
 
 from dira.config import validate
 from dira.losses import barlow_twins_loss, cross_correlation, simsiam_loss
@@ -159,22 +160,8 @@ def test_eval_mode_changes_no_state(build, fixed_batch, name):
 @pytest.mark.parametrize("name", NEW_METHODS)
 def test_each_stage_trains_and_its_loss_goes_down_on_a_fixed_batch(build, fixed_batch, name, stage):
     model = build(name, discriminator=stage == "dira").train()
-    view1, view2, target = fixed_batch
-    opt = torch.optim.SGD(model.generator_parameters(), lr=0.03, momentum=0.9)
-    d_opt = torch.optim.Adam(model.discriminator.parameters(), 2e-4, betas=(0.5, 0.999)) if stage == "dira" else None
-    totals, discrimination = [], []
-    for _ in range(20):
-        losses = model.generator_losses(STAGES[stage], view1, view2, target)
-        opt.zero_grad()
-        losses.total.backward()
-        opt.step()
-        if d_opt:
-            d_loss = model.discriminator_loss(target, losses.restored)
-            d_opt.zero_grad()
-            d_loss.backward()
-            d_opt.step()
-        totals.append(losses.total.item())
-        discrimination.append(losses.terms["dis"].item())
+    history = train_on_fixed_batch(model, stage, fixed_batch)
+    totals, discrimination = [h["total"] for h in history], [h["dis"] for h in history]
     # SimSiam's loss lies in [-1, 1] and may be negative, so the drop is absolute, not relative.
     assert np.mean(totals[-5:]) < np.mean(totals[:5]) - 0.2
     assert np.mean(discrimination[-5:]) < np.mean(discrimination[:5]) - 0.2

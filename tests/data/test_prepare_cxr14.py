@@ -179,5 +179,5 @@ def test_corrupt_png_fails_the_same_way_in_a_worker(cxr14_copy, tmp_path, prepar
 
 
 def test_unknown_dataset_is_rejected(tmp_path, prepare_config):
-    with pytest.raises(InputError, match="unknown dataset 'chexpert'"):
-        prepare_dataset("chexpert", tmp_path, tmp_path, prepare_config())
+    with pytest.raises(InputError, match="unknown dataset 'imagenet'"):
+        prepare_dataset("imagenet", tmp_path, tmp_path, prepare_config())

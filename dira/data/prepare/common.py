@@ -1,16 +1,15 @@
-"""Raw dataset -> HDF5 caches ``{train,val,test}.h5``: the one place where images are decoded and resized.
+"""What every dataset's preparer shares: split plans, image decoding and resizing, writing the caches.
 
-Each dataset contributes a preparer that reads and checks its raw layout and turns it into per-split
-plans (ids, image paths, labels, patients, boxes); decoding, resizing and writing are shared. The whole
-index is validated before any pixel is decoded, and the three caches are written under temporary names
-and renamed together at the end, so a bad input never leaves a mix of old and new caches behind.
+The whole index is validated before any pixel is decoded, and the three caches are written under
+temporary names and renamed together at the end, so a bad input never leaves a mix of old and new
+caches behind.
 """
 
 from __future__ import annotations
 
 import hashlib
 import multiprocessing
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Iterable, Iterator
 from concurrent.futures import ProcessPoolExecutor
 from contextlib import ExitStack, closing
 from dataclasses import dataclass
@@ -22,12 +21,8 @@ import numpy as np
 from PIL import Image
 from tqdm import tqdm
 
-from dira.config import validate
 from dira.data.cache import CacheWriter
-from dira.data.labels import CHESTXRAY14_LABELS
-from dira.data.sources.chestxray14 import TRAIN_VAL_LIST, ChestXray14Index, read_chestxray14
 from dira.errors import InputError
-from dira.provenance import provenance
 
 SPLITS = ("train", "val", "test")
 
@@ -114,72 +109,3 @@ def write_caches(plans: list[SplitPlan], out_dir: Path, image_size: int, workers
                 writer.write_array("boxes", plan.boxes.astype(np.float32).reshape(-1, 4))
                 writer.write_array("box_index", plan.box_index.astype(np.int64))
                 writer.write_array("box_labels", plan.box_labels.astype(np.int64))
-
-
-# ---- ChestX-ray14 -------------------------------------------------------------------------------------
-
-def _chestxray14_plan(index: ChestXray14Index, split: str, ids: list[str]) -> SplitPlan:
-    records = [index.records[i] for i in ids]
-    plan = SplitPlan(
-        split=split, ids=list(ids), paths=[r.path for r in records],
-        patients=np.array([r.patient_id for r in records], np.int64),
-        labels=np.stack([r.labels for r in records]).astype(np.uint8),
-        label_names=CHESTXRAY14_LABELS,
-    )
-    boxes = [(row, box) for row, image_id in enumerate(ids) for box in index.boxes.get(image_id, [])]
-    if split == "test" or boxes:  # the localisation benchmark reads test.h5's boxes, even if none
-        plan.boxes = np.array([(b.x, b.y, b.w, b.h) for _, b in boxes], np.float32).reshape(-1, 4)
-        plan.box_index = np.array([row for row, _ in boxes], np.int64)
-        plan.box_labels = np.array([CHESTXRAY14_LABELS.index(b.label) for _, b in boxes], np.int64)
-    return plan
-
-
-def _chestxray14_manifest(index: ChestXray14Index, plans: list[SplitPlan]) -> dict[str, Any]:
-    return {
-        "root": str(index.root.resolve()),
-        "files": {name: {"sha256": sha256(path), "bytes": path.stat().st_size}
-                  for name, path in index.source_files().items()},
-        "images": {p.split: len(p.ids) for p in plans},
-        "patients": {p.split: len(np.unique(p.patients)) for p in plans},
-        "boxes": {p.split: 0 if p.boxes is None else len(p.boxes) for p in plans},
-        "synthetic": index.synthetic,
-    }
-
-
-def prepare_chestxray14(root: Path, out_dir: Path, config: dict[str, Any]) -> None:
-    settings = config["prepare"]
-    index = read_chestxray14(root)
-    train_val_patients = [index.records[i].patient_id for i in index.train_val]
-    if len(set(train_val_patients)) < 2:
-        raise InputError(f"{root / TRAIN_VAL_LIST}: images of {len(set(train_val_patients))} patient(s); "
-                         "need at least 2 to hold out validation patients")
-    val_patients = split_patients(train_val_patients, settings["val_fraction"], settings["split_seed"])
-    split_ids = {
-        "train": [i for i in index.train_val if index.records[i].patient_id not in val_patients],
-        "val": [i for i in index.train_val if index.records[i].patient_id in val_patients],
-        "test": index.test,
-    }
-    plans = [_chestxray14_plan(index, split, split_ids[split]) for split in SPLITS]
-    attrs = {
-        "dataset": "chestxray14", "image_size": settings["image_size"], "source": index.source,
-        "manifest": _chestxray14_manifest(index, plans),
-        "provenance": provenance({"prepare": settings,
-                                  "datasets": {"chestxray14": config["datasets"]["chestxray14"]}}),
-    }
-    write_caches(plans, Path(out_dir), settings["image_size"], settings["workers"], attrs,
-                 desc="prepare chestxray14")
-    counts = ", ".join(f"{p.split} {len(p.ids)} images / {len(np.unique(p.patients))} patients"
-                       for p in plans)
-    n_boxes = sum(len(boxes) for boxes in index.boxes.values())
-    print(f"chestxray14 ({index.source}): {counts}, {n_boxes} boxes -> {out_dir}")
-
-
-Preparer = Callable[[Path, Path, dict[str, Any]], None]
-PREPARERS: dict[str, Preparer] = {"chestxray14": prepare_chestxray14}
-
-
-def prepare_dataset(name: str, root: Path, out_dir: Path, config: dict[str, Any]) -> None:
-    """Read the raw dataset ``name`` under ``root`` and write its split caches into ``out_dir``."""
-    if name not in PREPARERS:
-        raise InputError(f"unknown dataset {name!r}; known: {', '.join(PREPARERS)}")
-    PREPARERS[name](Path(root), Path(out_dir), validate(config))

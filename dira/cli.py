@@ -15,6 +15,8 @@ from pathlib import Path
 
 from dira import __version__
 
+DATASETS = ("chestxray14", "chexpert", "siim", "montgomery")
+
 
 def _add_config(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
@@ -30,11 +32,11 @@ def _settings(args: argparse.Namespace) -> dict:
 
 
 def _cmd_synth(args: argparse.Namespace) -> None:
-    from dira.data.synthetic import chestxray14
+    import importlib
 
-    chestxray14.write_chestxray14(
-        Path(args.out), patients=args.patients, image_size=args.image_size, seed=args.seed
-    )
+    # Every synthetic writer module exposes write(out, count, image_size, seed).
+    writer = importlib.import_module(f"dira.data.synthetic.{args.dataset}")
+    writer.write(Path(args.out), count=args.count, image_size=args.image_size, seed=args.seed)
 
 
 def _cmd_prepare(args: argparse.Namespace) -> None:
@@ -88,15 +90,16 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     p = sub.add_parser("synth", help="write a synthetic dataset in the real dataset's on-disk layout")
-    p.add_argument("dataset", choices=["chestxray14"])
+    p.add_argument("dataset", choices=DATASETS)
     p.add_argument("--out", required=True, help="folder to write the raw dataset into")
-    p.add_argument("--patients", type=int, default=200)
+    p.add_argument("--count", "--patients", "--images", type=int, default=200,
+                   help="patients (chestxray14, chexpert) or images (siim, montgomery)")
     p.add_argument("--image-size", type=int, default=1024)
     p.add_argument("--seed", type=int, default=0)
     p.set_defaults(func=_cmd_synth)
 
     p = sub.add_parser("prepare", help="read a raw dataset and write its HDF5 caches (train/val/test)")
-    p.add_argument("dataset", choices=["chestxray14"])
+    p.add_argument("dataset", choices=DATASETS)
     p.add_argument("--root", required=True, help="folder holding the raw dataset")
     p.add_argument("--out", required=True, help="folder for {train,val,test}.h5")
     _add_config(p)

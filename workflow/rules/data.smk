@@ -18,7 +18,7 @@ if config["datasets"]["chestxray14"]["source"] == "synthetic":
         conda:
             "../envs/dira.yaml"
         shell:
-            "dira synth chestxray14 --out {params.root} --patients {params.patients}"
+            "dira synth chestxray14 --out {params.root} --count {params.patients}"
             " --image-size {params.size} --seed {params.seed} > {log} 2>&1"
 
 

@@ -185,3 +185,8 @@ def _write_tables(out: Path, plan: list[PlannedImage], box_rows: list[str], size
     write_text(out / BBOX_LIST, "\n".join([BBOX_HEADER_LINE, *box_rows]) + "\n")
     for name, test in ((TRAIN_VAL_LIST, False), (TEST_LIST, True)):
         write_text(out / name, "".join(f"{im.name}\n" for im in plan if im.test == test))
+
+
+def write(out: Path, count: int, image_size: int = 1024, seed: int = 0) -> None:
+    """The interface every synthetic writer shares (``dira synth <dataset>``); count = patients here."""
+    write_chestxray14(out, patients=count, image_size=image_size, seed=seed)

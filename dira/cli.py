@@ -67,7 +67,7 @@ def _cmd_finetune(args: argparse.Namespace) -> None:
     finetune(
         task=args.task, data_dir=Path(args.data), init=args.init,
         weights=Path(args.weights) if args.weights else None, seed=args.seed,
-        out_dir=Path(args.out), config=_settings(args),
+        out_dir=Path(args.out), config=_settings(args), fraction=args.fraction,
     )
 
 
@@ -76,6 +76,13 @@ def _cmd_aggregate(args: argparse.Namespace) -> None:
 
     aggregate(task=args.task, run_dirs=[Path(p) for p in args.runs], out_csv=Path(args.out_csv),
               out_md=Path(args.out_md))
+
+
+def _cmd_compare(args: argparse.Namespace) -> None:
+    from dira.report.studies import compare, parse_table_spec
+
+    compare(kind=args.kind, specs=[parse_table_spec(spec) for spec in args.table], out_csv=Path(args.out_csv),
+            out_md=Path(args.out_md))
 
 
 def _cmd_figures(args: argparse.Namespace) -> None:
@@ -122,11 +129,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=_cmd_import_official)
 
     p = sub.add_parser("finetune", help="fine-tune one initialisation on one task with one seed")
-    p.add_argument("--task", required=True, choices=["chestxray14"])
+    p.add_argument("--task", required=True, choices=DATASETS)
     p.add_argument("--data", required=True, help="folder with the task's {train,val,test}.h5")
     p.add_argument("--init", required=True, help="name of the initialisation ('random', 'mocov2_dira', ...)")
-    p.add_argument("--weights", help="encoder.pt to start from (omit for 'random')")
+    p.add_argument("--weights", help="encoder.pt to start from, or unet.pt (encoder and decoder) for "
+                                     "siim/montgomery; omit for 'random'")
     p.add_argument("--seed", type=int, required=True)
+    p.add_argument("--fraction", type=float, default=1.0, metavar="F",
+                   help="share of the training labels to fine-tune on, in (0, 1]; the subsets are nested and "
+                        "drawn with finetune.fraction_seed (default: 1, all)")
     p.add_argument("--out", required=True, help="folder for metrics.json and predictions.npz")
     _add_config(p)
     p.set_defaults(func=_cmd_finetune)
@@ -137,6 +148,17 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out-csv", required=True)
     p.add_argument("--out-md", required=True)
     p.set_defaults(func=_cmd_aggregate)
+
+    p = sub.add_parser("compare", help="study table across tasks beside the paper: transfer, ablation or fraction")
+    p.add_argument("--kind", required=True, choices=["transfer", "ablation", "fraction"],
+                   help="transfer: inits × tasks (Table 2, Fig. 4); ablation: base/dir/dira per method "
+                        "(Table 4); fraction: inits × tasks × label fractions (Table 1)")
+    p.add_argument("--table", action="append", required=True, metavar="TASK[:FRACTION]=PATH",
+                   help="a CSV written by `dira aggregate`, with its task and label fraction (0.25 or 25%%; "
+                        "default 1 = all labels); repeat for every task (and fraction)")
+    p.add_argument("--out-csv", required=True)
+    p.add_argument("--out-md", required=True)
+    p.set_defaults(func=_cmd_compare)
 
     p = sub.add_parser("figures", help="bar chart with error bars of a task table")
     p.add_argument("--table", required=True, help="CSV written by `dira aggregate`")

@@ -14,12 +14,17 @@ from sklearn.metrics import roc_auc_score
 
 
 def per_class_auc(y_true: np.ndarray, y_score: np.ndarray) -> np.ndarray:
-    """ROC AUC of each column; nan where the column's labels are all one value (AUC undefined)."""
+    """ROC AUC of each column over its known labels; nan where those are all one value (AUC undefined).
+
+    A nan in ``y_true`` marks an unknown label (CheXpert's uncertain validation labels) and leaves that
+    entry out of its column's AUC.
+    """
     y_true, y_score = _check_multilabel(y_true, y_score)
     aucs = np.full(y_true.shape[1], np.nan)
     for c in range(y_true.shape[1]):
-        if np.unique(y_true[:, c]).size == 2:
-            aucs[c] = roc_auc_score(y_true[:, c], y_score[:, c])
+        known = ~np.isnan(y_true[:, c]) if y_true.dtype.kind == "f" else slice(None)
+        if np.unique(y_true[known, c]).size == 2:
+            aucs[c] = roc_auc_score(y_true[known, c], y_score[known, c])
     return aucs
 
 
@@ -40,15 +45,53 @@ def _check_multilabel(y_true: np.ndarray, y_score: np.ndarray) -> tuple[np.ndarr
     if y_true.ndim != 2 or y_true.shape != y_score.shape:
         raise ValueError(f"expected y_true and y_score of the same shape (N, C), got {y_true.shape} "
                          f"and {y_score.shape}")
-    if not np.isin(y_true, (0, 1)).all():
-        raise ValueError("y_true must be binary (0/1)")
+    known = y_true[~np.isnan(y_true)] if y_true.dtype.kind == "f" else y_true
+    if not np.isin(known, (0, 1)).all():
+        raise ValueError("y_true must be binary (0/1, or nan for unknown)")
     return y_true, y_score
 
 
-# Each headline metric reads the arrays of a predictions.npz; new task types (Dice for segmentation)
-# register here so that fine-tuning and the tables keep sharing one definition.
+def dice_per_image(y_true: np.ndarray, y_pred: np.ndarray) -> np.ndarray:
+    """Dice 2|T∩P| / (|T| + |P|) of each binary mask pair (N, H, W).
+
+    An empty prediction of an empty truth scores 1.0: most SIIM-ACR images show no pneumothorax, and
+    finding nothing there is the right answer, not an undefined one.
+    """
+    truth, pred = _check_masks(y_true, y_pred)
+    intersection = np.count_nonzero(truth & pred, axis=1)
+    total = np.count_nonzero(truth, axis=1) + np.count_nonzero(pred, axis=1)
+    return np.where(total == 0, 1.0, 2.0 * intersection / np.maximum(total, 1))
+
+
+def mean_dice(y_true: np.ndarray, y_pred: np.ndarray) -> float:
+    """The segmentation headline: the mean over images of the per-image Dice."""
+    return float(dice_per_image(y_true, y_pred).mean())
+
+
+def pooled_dice(y_true: np.ndarray, y_pred: np.ndarray) -> float:
+    """Dice of all pixels of all images pooled (the benchmark code's number); 1.0 when all are empty."""
+    truth, pred = _check_masks(y_true, y_pred)
+    total = np.count_nonzero(truth) + np.count_nonzero(pred)
+    return 1.0 if total == 0 else float(2.0 * np.count_nonzero(truth & pred) / total)
+
+
+def _check_masks(y_true: np.ndarray, y_pred: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Both as boolean (N, H·W) after checking shape and that they are binary masks."""
+    y_true, y_pred = np.asarray(y_true), np.asarray(y_pred)
+    if y_true.ndim != 3 or y_true.shape != y_pred.shape or len(y_true) == 0:
+        raise ValueError(f"expected y_true and y_pred masks of the same shape (N, H, W) with N > 0, got "
+                         f"{y_true.shape} and {y_pred.shape}")
+    for name, mask in (("y_true", y_true), ("y_pred", y_pred)):
+        if not np.isin(mask, (0, 1)).all():
+            raise ValueError(f"{name} must be binary masks (0/1)")
+    return y_true.reshape(len(y_true), -1).astype(bool), y_pred.reshape(len(y_pred), -1).astype(bool)
+
+
+# Each headline metric reads the arrays of a predictions.npz; a new task type registers here so that
+# fine-tuning and the tables keep sharing one definition.
 HEADLINE_METRICS: dict[str, Callable[[Mapping[str, np.ndarray]], float]] = {
     "auc": lambda p: mean_auc(p["y_true"], p["y_score"]),
+    "dice": lambda p: mean_dice(p["y_true"], p["y_pred"]),
 }
 
 

@@ -2,6 +2,7 @@
 
 from dira.losses.adversarial import discriminator_loss, generator_adversarial_loss
 from dira.losses.contrastive import infonce_logits, infonce_loss
+from dira.losses.dice import soft_dice_loss
 from dira.losses.redundancy import barlow_twins_loss, cross_correlation
 from dira.losses.restoration import restoration_loss
 from dira.losses.similarity import negative_cosine, simsiam_loss
@@ -16,4 +17,5 @@ __all__ = [
     "negative_cosine",
     "restoration_loss",
     "simsiam_loss",
+    "soft_dice_loss",
 ]

@@ -61,7 +61,7 @@ def bar_chart(table_csv: Path, out_png: Path, title: str) -> None:
     ax.set_ylim(lo, hi)
     ax.set_xticks(x, [style.init_label(m, v) for m, v in zip(table["method"], table["variant"], strict=True)],
                   rotation=25, ha="right", fontsize=9)
-    ax.set_ylabel(f"{table['metric'].iloc[0].upper()} (%)")
+    ax.set_ylabel(f"{style.metric_name(table['metric'].iloc[0])} (%)")
     ax.set_title(title or f"{table['task'].iloc[0]}: mean ± std over seeds", fontsize=11)
     ax.spines[["top", "right"]].set_visible(False)
     ax.grid(axis="y", linewidth=0.4, alpha=0.5)

@@ -14,6 +14,11 @@ FIGURE_SIZE = (6.4, 4.0)  # inches; at DPI this is 1920×1200 px
 DPI = 300
 
 METHOD_NAMES = {"random": "Random", "mocov2": "MoCo-v2", "barlowtwins": "Barlow Twins", "simsiam": "SimSiam"}
+TASK_NAMES = {"chestxray14": "ChestX-ray14", "chexpert": "CheXpert", "siim": "SIIM-ACR", "montgomery": "Montgomery"}
+METRIC_NAMES = {"auc": "AUC", "dice": "Dice"}
+# Initialisations the paper compares with that are not '<method>_<variant>' runs of this pipeline.
+REFERENCE_INITS = {"supervised_imagenet": "Supervised (ImageNet)",
+                   "supervised_chestxray14": "Supervised (ChestX-ray14)"}
 METHOD_COLOURS = {"random": "#8c8c8c", "mocov2": "#1f5fa8", "barlowtwins": "#c0392b", "simsiam": "#2e8b57"}
 _FALLBACK_COLOURS = ("#7b3294", "#e08214", "#008b8b", "#8c510a")
 
@@ -26,6 +31,19 @@ VARIANT_HATCH = {"": "", "base": "", "dir": "///", "dira": ""}
 
 def method_name(method: str) -> str:
     return METHOD_NAMES.get(method, method)
+
+
+def task_name(task: str) -> str:
+    return TASK_NAMES.get(task, task)
+
+
+def metric_name(metric: str) -> str:
+    return METRIC_NAMES.get(metric, metric.upper())
+
+
+def fraction_label(fraction: float) -> str:
+    """'1 %', '25 %', '100 %': label fractions the way Table 1 prints them."""
+    return f"{100 * fraction:g} %"
 
 
 def init_label(method: str, variant: str) -> str:

@@ -25,7 +25,7 @@ from dira.provenance import code_version
 from dira.report import style
 
 RECOMPUTE_TOLERANCE = 1e-9
-COLUMNS = ["task", "metric", "init", "method", "variant", "mean", "std", "n", "p_value", "baseline",
+COLUMNS = ["task", "metric", "fraction", "init", "method", "variant", "mean", "std", "n", "p_value", "baseline",
            "seeds", "values"]
 
 
@@ -37,6 +37,7 @@ class RunResult:
     value: float
     run_dir: Path
     commit: str | None
+    fraction: float = 1.0  # share of the training labels it was fine-tuned on
 
 
 def split_init(init: str) -> tuple[str, str]:
@@ -76,7 +77,9 @@ def read_run(task: str, run_dir: Path) -> RunResult:
         raise InputError(f"{predictions_path}: recomputed {metrics['metric']} {recomputed!r} does not match "
                          f"{value!r} in {metrics_path.name}")
     commit = metrics.get("provenance", {}).get("code", {}).get("git_commit")
-    return RunResult(expected["init"], expected["seed"], metrics["metric"], float(value), run_dir, commit)
+    fraction = metrics.get("fraction", 1.0)  # runs from before label fractions used all labels
+    return RunResult(expected["init"], expected["seed"], metrics["metric"], float(value), run_dir, commit,
+                     float(fraction))
 
 
 def build_table(task: str, runs: list[RunResult]) -> pd.DataFrame:
@@ -85,6 +88,11 @@ def build_table(task: str, runs: list[RunResult]) -> pd.DataFrame:
     if len(metrics) != 1:
         raise InputError(f"runs of task '{task}' mix metrics {sorted(metrics)}")
     (metric,) = metrics
+    fractions = {run.fraction for run in runs}
+    if len(fractions) != 1:
+        raise InputError(f"runs of task '{task}' mix label fractions {sorted(fractions)}; "
+                         "aggregate each fraction into its own table")
+    (fraction,) = fractions
     by_init: dict[str, list[RunResult]] = {}
     for run in runs:
         by_init.setdefault(run.init, []).append(run)
@@ -106,7 +114,7 @@ def build_table(task: str, runs: list[RunResult]) -> pd.DataFrame:
         baseline = f"{method}_base" if variant in ("dir", "dira") and f"{method}_base" in by_init else ""
         p_value = ttest_p(values, [r.value for r in by_init[baseline]]) if baseline else math.nan
         rows.append({
-            "task": task, "metric": metric, "init": init, "method": method,
+            "task": task, "metric": metric, "fraction": fraction, "init": init, "method": method,
             "variant": variant, "mean": mean, "std": std, "n": n, "p_value": p_value,
             "baseline": baseline, "seeds": ";".join(str(run.seed) for run in by_init[init]),
             "values": ";".join(repr(v) for v in values),
@@ -123,6 +131,8 @@ def read_table(path: Path) -> pd.DataFrame:
                             na_values={"std": [""], "p_value": [""]})
     except (OSError, pd.errors.ParserError, pd.errors.EmptyDataError) as err:
         raise InputError(f"{path}: cannot read table ({err})") from err
+    if "fraction" not in table.columns:  # tables from before label fractions
+        table["fraction"] = 1.0
     missing = [c for c in COLUMNS if c not in table.columns]
     if missing or table.empty:
         raise InputError(f"{path}: not a dira task table (missing columns {missing} or no rows)")
@@ -131,11 +141,13 @@ def read_table(path: Path) -> pd.DataFrame:
 
 def render_markdown(table: pd.DataFrame, runs: list[RunResult]) -> str:
     """The paper's presentation: percent, mean ± std, stars against the base method."""
-    task, metric = table["task"].iloc[0], table["metric"].iloc[0]
+    task, fraction = table["task"].iloc[0], table["fraction"].iloc[0]
+    metric = style.metric_name(table["metric"].iloc[0])
+    labels = "" if fraction == 1 else f", {style.fraction_label(fraction)} of the training labels"
     lines = [
-        f"# {task}: test {metric.upper()} (%), mean ± std over fine-tuning seeds",
+        f"# {task}: test {metric} (%){labels}, mean ± std over fine-tuning seeds",
         "",
-        f"| Initialisation | {metric.upper()} (%) | vs | p | n |",
+        f"| Initialisation | {metric} (%) | vs | p | n |",
         "|---|---|---|---|---|",
     ]
     for row in table.itertuples():
@@ -148,19 +160,26 @@ def render_markdown(table: pd.DataFrame, runs: list[RunResult]) -> str:
                 p_text = f"{row.p_value:.2e}" if row.p_value < 1e-3 else f"{row.p_value:.3f}"
         label = style.init_label(row.method, row.variant)
         lines.append(f"| {label} | {cell} | {versus} | {p_text} | {row.n} |")
-    code = code_version()
-    commit = code["git_commit"] or "unknown"
     run_commits = sorted({run.commit or "unknown" for run in runs})
     lines += [
         "",
-        "p: independent two-sample t-test (equal variances) of the per-seed values against the method's "
-        "base initialisation; n.s. p ≥ 0.05, * p < 0.05, ** p < 0.01, *** p < 0.001.",
+        P_VALUE_NOTE,
         "",
-        f"Aggregated by dira {code['dira']} (git {commit}{', dirty' if code['git_dirty'] else ''}, "
-        f"python {code['python']}, torch {code['torch']}) from {len(runs)} runs "
-        f"(fine-tuned at git {', '.join(run_commits)}).",
+        f"Aggregated by {code_line()} from {len(runs)} runs (fine-tuned at git {', '.join(run_commits)}).",
     ]
     return "\n".join(lines) + "\n"
+
+
+P_VALUE_NOTE = ("p: independent two-sample t-test (equal variances) of the per-seed values against the method's "
+                "base initialisation; n.s. p ≥ 0.05, * p < 0.05, ** p < 0.01, *** p < 0.001.")
+
+
+def code_line() -> str:
+    """'dira 0.1.0 (git <commit>[, dirty], python …, torch …)': the code a table was made with."""
+    code = code_version()
+    commit = code["git_commit"] or "unknown"
+    return (f"dira {code['dira']} (git {commit}{', dirty' if code['git_dirty'] else ''}, "
+            f"python {code['python']}, torch {code['torch']})")
 
 
 def aggregate(task: str, run_dirs: list[Path], out_csv: Path, out_md: Path) -> None:

@@ -15,8 +15,7 @@ from dira.errors import InputError
 from dira.eval.metrics import mean_auc
 from dira.io import save_torch
 from dira.models.resnet import build_resnet, strip_fc
-from dira.train import finetune as finetune_module
-from dira.train.finetune import EarlyStopping, finetune
+from dira.train.finetune import EarlyStopping, finetune, loop
 
 
 def read_outputs(out_dir: Path) -> tuple[dict, dict[str, np.ndarray]]:
@@ -88,7 +87,7 @@ def test_pretrained_init_starts_from_the_encoder(random_run, tiny_chestxray14, f
 def test_early_stopping_and_lr_decay_honour_their_patience(tiny_chestxray14, finetune_config, tmp_path,
                                                            monkeypatch):
     # Without training steps the validation loss never improves after epoch 1.
-    monkeypatch.setattr(finetune_module, "train_one_epoch", lambda *args, **kwargs: 0.0)
+    monkeypatch.setattr(loop, "train_one_epoch", lambda *args, **kwargs: 0.0)
     config = copy.deepcopy(finetune_config)
     config["finetune"].update(max_epochs=10, patience=2, lr_patience=0, lr_factor=0.5, lr=1e-3)
     finetune("chestxray14", tiny_chestxray14, "random", None, 0, tmp_path, config)
@@ -123,10 +122,10 @@ def test_cache_with_other_labels_is_rejected(tmp_path, finetune_config, write_sp
 def test_test_split_without_a_scorable_class_is_rejected(tmp_path, finetune_config, write_split):
     for split in ("train", "val", "test"):
         write_split(tmp_path / f"{split}.h5", 4, seed=0, absent_classes=range(14) if split == "test" else ())
-    with pytest.raises(InputError, match=r"test\.h5: no class has both positive and negative labels"):
+    with pytest.raises(InputError, match=r"test\.h5: no evaluated class has both positive and negative labels"):
         finetune("chestxray14", tmp_path, "random", None, 0, tmp_path / "out", finetune_config)
 
 
 def test_unknown_task_is_rejected(tiny_chestxray14, finetune_config, tmp_path):
-    with pytest.raises(InputError, match="unknown task 'chexpert'"):
-        finetune("chexpert", tiny_chestxray14, "random", None, 0, tmp_path, finetune_config)
+    with pytest.raises(InputError, match="unknown task 'brats'"):
+        finetune("brats", tiny_chestxray14, "random", None, 0, tmp_path, finetune_config)

@@ -9,6 +9,8 @@ import pytest
 from scipy import stats
 
 from dira.errors import InputError
+from dira.eval.metrics import mean_dice
+from dira.io import write_json
 from dira.report.tables import aggregate, read_table, split_init
 
 
@@ -78,3 +80,52 @@ def test_split_init(init, parts):
 def test_split_init_rejects_unknown_names(init):
     with pytest.raises(ValueError, match=init):
         split_init(init)
+
+
+def write_segmentation_run(root, init: str, seed: int, hit_rate: float, fraction: float = 1.0):
+    """A run folder with saved masks (every third truth empty) and the Dice that matches them."""
+    rng = np.random.default_rng([seed, len(init)])
+    y_true = (rng.random((12, 16, 16)) < 0.3).astype(np.uint8)
+    y_true[::3] = 0
+    y_pred = (y_true & (rng.random(y_true.shape) < hit_rate)).astype(np.uint8)
+    predictions = {"ids": np.array([f"{i}.dcm" for i in range(12)]), "y_true": y_true, "y_pred": y_pred}
+    run_dir = root / init / f"seed{seed}"
+    run_dir.mkdir(parents=True)
+    np.savez(run_dir / "predictions.npz", **predictions)
+    write_json(run_dir / "metrics.json", {"task": "siim", "init": init, "seed": seed, "metric": "dice",
+                                          "value": mean_dice(y_true, y_pred), "fraction": fraction})
+    return run_dir
+
+
+def test_segmentation_runs_are_recomputed_from_their_masks(tmp_path):
+    runs = [write_segmentation_run(tmp_path / "runs", init, seed, rate)
+            for init, rate in [("random", 0.5), ("simsiam_base", 0.6), ("simsiam_dira", 0.9)] for seed in range(3)]
+    aggregate("siim", runs, tmp_path / "t.csv", tmp_path / "t.md")
+    table = read_table(tmp_path / "t.csv").set_index("init")
+    dira = metric_values(runs, "simsiam_dira")
+    assert table.loc["simsiam_dira", "mean"] == pytest.approx(np.mean(dira), abs=1e-15)
+    assert (table["metric"] == "dice").all() and (table["fraction"] == 1.0).all()
+    assert "| DiRA_SimSiam |" in (tmp_path / "t.md").read_text()
+
+    with np.load(runs[4] / "predictions.npz") as npz:
+        arrays = dict(npz)
+    arrays["y_pred"][0] = 1 - arrays["y_pred"][0]
+    np.savez(runs[4] / "predictions.npz", **arrays)
+    with pytest.raises(InputError, match=re.escape(str(runs[4] / "predictions.npz"))):
+        aggregate("siim", runs, tmp_path / "t2.csv", tmp_path / "t2.md")
+
+
+def test_label_fraction_is_a_column_and_never_mixed(tmp_path):
+    quarter = [write_segmentation_run(tmp_path / "q", "random", seed, 0.5, fraction=0.25) for seed in range(2)]
+    aggregate("siim", quarter, tmp_path / "q.csv", tmp_path / "q.md")
+    assert (read_table(tmp_path / "q.csv")["fraction"] == 0.25).all()
+    assert "test Dice (%), 25 % of the training labels" in (tmp_path / "q.md").read_text()
+    full = write_segmentation_run(tmp_path / "f", "random", 5, 0.5)
+    with pytest.raises(InputError, match=r"mix label fractions \[0.25, 1.0\]"):
+        aggregate("siim", [*quarter, full], tmp_path / "m.csv", tmp_path / "m.md")
+
+
+def test_tables_written_before_label_fractions_still_read(experiment, tmp_path):
+    aggregate("chestxray14", experiment, tmp_path / "t.csv", tmp_path / "t.md")
+    pd.read_csv(tmp_path / "t.csv").drop(columns="fraction").to_csv(tmp_path / "old.csv", index=False)
+    assert (read_table(tmp_path / "old.csv")["fraction"] == 1.0).all()

@@ -19,6 +19,9 @@ except ConfigError as err:
     raise WorkflowError(str(err)) from None
 
 SPLITS = ("train", "val", "test")
+SEGMENTATION_TASKS = ("siim", "montgomery")
+# Pre-training always reads ChestX-ray14; the others only when a task needs them.
+DATASETS = list(dict.fromkeys(["chestxray14", *config["tasks"]]))
 INITS = list(dict.fromkeys([
     *config["inits"],
     *(f"{m}_{v}" for m in config["methods"] for v in config["variants"]),
@@ -42,6 +45,13 @@ def job_config(*sections):
     return json.dumps({key: config[key] for key in ("device", "threads", *sections)}, sort_keys=True)
 
 
+def dataset_job_config(name, *sections):
+    """Like job_config plus only dataset `name`'s section (so one dataset's settings never rerun another's jobs)."""
+    subset = {key: config[key] for key in ("device", "threads", *sections)}
+    subset["datasets"] = {name: config["datasets"][name]}
+    return json.dumps(subset, sort_keys=True)
+
+
 def pretrain_config(method):
     """Like job_config, without the other methods' sections (so tuning one method reruns only its jobs)."""
     others = {m for m in ("mocov2", "simsiam", "barlowtwins") if m != method}
@@ -54,18 +64,43 @@ def dataset_root(name):
     return config["datasets"][name]["root"]
 
 
-def raw_files(name):
-    """Files that mark a raw dataset as present (the synthetic writer produces them too)."""
+# Files (or folders) whose presence marks a real dataset as in place, relative to its root.
+REAL_DATASET_FILES = {
+    "chestxray14": ["Data_Entry_2017_v2020.csv", "BBox_List_2017.csv", "train_val_list.txt", "test_list.txt"],
+    "chexpert": ["train.csv", "valid.csv"],
+    "siim": ["train-rle.csv", "dicom-images-train"],
+    "montgomery": ["CXR_png", "ManualMask"],
+}
+# The synthetic writers, like the real archives, unpack into a named folder for these datasets.
+SYNTHETIC_SUBFOLDER = {"chexpert": "CheXpert-v1.0-small", "montgomery": "MontgomerySet"}
+
+
+def raw_inputs(name):
+    """What prepare reads: the synthetic writer's completion marker, or the real dataset's own files."""
     root = dataset_root(name)
-    files = {
-        "chestxray14": [
-            "Data_Entry_2017_v2020.csv",
-            "BBox_List_2017.csv",
-            "train_val_list.txt",
-            "test_list.txt",
-        ],
-    }[name]
+    if config["datasets"][name]["source"] == "synthetic":
+        return [f"{root}/dira_synthetic.json"]
+    files = list(REAL_DATASET_FILES[name])
+    if name == "chexpert" and config["datasets"]["chexpert"]["evaluation"] == "test":
+        files.append("test_labels.csv")
     return [f"{root}/{f}" for f in files]
+
+
+def synthetic_out(name, marker):
+    """Where `dira synth` must write so that the dataset lands in its configured root (the marker's folder)."""
+    root = Path(marker).parent
+    sub = SYNTHETIC_SUBFOLDER.get(name)
+    if sub is None:
+        return str(root)
+    if root.name != sub:
+        raise WorkflowError(f"datasets.{name}.root: a synthetic {name} is written into a folder named {sub}; "
+                            f"got {root}")
+    return str(root.parent)
+
+
+def synthetic_count(name):
+    synthetic = config["datasets"][name]["synthetic"]
+    return synthetic["patients"] if "patients" in synthetic else synthetic["images"]
 
 
 def processed(name, split):

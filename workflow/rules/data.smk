@@ -1,42 +1,45 @@
-# Data stage: write the synthetic stand-in (when configured), then preprocess into HDF5 caches.
+# Data stage: write each synthetic stand-in (when configured), then preprocess every dataset the study
+# needs into HDF5 caches. Real data are only ever read: a real source has no rule that writes its root.
 
+for _name in DATASETS:
+    if config["datasets"][_name]["source"] == "synthetic":
 
-# Only a synthetic source has a rule that writes it: real data are never overwritten.
-if config["datasets"]["chestxray14"]["source"] == "synthetic":
+        rule:
+            name:
+                f"synth_{_name}"
+            output:
+                marker=f"{dataset_root(_name)}/dira_synthetic.json",
+            params:
+                dataset=_name,
+                out=lambda wildcards, output, name=_name: synthetic_out(name, output.marker),
+                n=synthetic_count(_name),
+                size=config["datasets"][_name]["synthetic"]["image_size"],
+                seed=config["datasets"][_name]["synthetic"]["seed"],
+            log:
+                f"logs/data/synth_{_name}.log",
+            conda:
+                "../envs/dira.yaml"
+            shell:
+                "dira synth {params.dataset} --out {params.out} --count {params.n}"
+                " --image-size {params.size} --seed {params.seed} > {log} 2>&1"
 
-    rule synth_chestxray14:
+    rule:
+        name:
+            f"prepare_{_name}"
+        input:
+            raw_inputs(_name),
         output:
-            raw_files("chestxray14"),
-            marker=f"{dataset_root('chestxray14')}/dira_synthetic.json",
+            [processed(_name, split) for split in SPLITS],
         params:
-            root=lambda wildcards, output: Path(output.marker).parent,
-            patients=config["datasets"]["chestxray14"]["synthetic"]["patients"],
-            size=config["datasets"]["chestxray14"]["synthetic"]["image_size"],
-            seed=config["datasets"]["chestxray14"]["synthetic"]["seed"],
+            dataset=_name,
+            root=lambda wildcards, input: Path(input[0]).parent,
+            out=lambda wildcards, output: Path(output[0]).parent,
+            config=dataset_job_config(_name, "prepare"),
+        threads: config["prepare"]["workers"]
         log:
-            "logs/data/synth_chestxray14.log",
+            f"logs/data/prepare_{_name}.log",
         conda:
             "../envs/dira.yaml"
         shell:
-            "dira synth chestxray14 --out {params.root} --count {params.patients}"
-            " --image-size {params.size} --seed {params.seed} > {log} 2>&1"
-
-
-rule prepare_chestxray14:
-    input:
-        raw_files("chestxray14"),
-    output:
-        [processed("chestxray14", split) for split in SPLITS],
-    params:
-        root=lambda wildcards, input: Path(input[0]).parent,
-        out=lambda wildcards, output: Path(output[0]).parent,
-        config=job_config("prepare", "datasets"),
-    threads: config["prepare"]["workers"]
-    log:
-        "logs/data/prepare_chestxray14.log",
-    conda:
-        "../envs/dira.yaml"
-    shell:
-        "dira prepare chestxray14 --root {params.root} --out {params.out}"
-        " --config {params.config:q} > {log} 2>&1"
-
+            "dira prepare {params.dataset} --root {params.root} --out {params.out}"
+            " --config {params.config:q} > {log} 2>&1"

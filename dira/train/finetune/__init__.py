@@ -1,0 +1,51 @@
+"""Fine-tuning one initialisation on one downstream task with one seed (appendix C.2).
+
+Tasks are looked up in :data:`TASKS` (``tasks``) and run by the runner registered for their type in
+:data:`RUNNERS`: classification (``classification``: ChestX-ray14, CheXpert) and segmentation
+(``segmentation``: SIIM-ACR, Montgomery). Both share the loop of ``loop`` and write their outputs
+through ``outputs``; ``fractions`` draws the nested label-fraction subsets of the training split.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+
+from dira.errors import InputError
+from dira.train.finetune.classification import finetune_classification
+from dira.train.finetune.loop import EarlyStopping, FitResult, evaluate, fit, make_loader, train_one_epoch
+from dira.train.finetune.segmentation import finetune_segmentation
+from dira.train.finetune.tasks import TASKS, ClassificationTask, SegmentationTask
+from dira.train.runtime import configure_threads, resolve_device, seed_everything
+
+__all__ = [
+    "RUNNERS", "TASKS", "ClassificationTask", "EarlyStopping", "FitResult", "SegmentationTask", "check_init",
+    "evaluate", "finetune", "fit", "make_loader", "train_one_epoch",
+]
+
+RUNNERS: dict[type, Callable[..., None]] = {
+    ClassificationTask: finetune_classification,
+    SegmentationTask: finetune_segmentation,
+}
+
+
+def finetune(task: str, data_dir: Path, init: str, weights: Path | None, seed: int, out_dir: Path,
+             config: dict, fraction: float = 1.0) -> None:
+    """Fine-tune on ``fraction`` of the training labels, then write ``predictions.npz`` and ``metrics.json``."""
+    if task not in TASKS:
+        raise InputError(f"unknown task '{task}' (known: {', '.join(TASKS)})")
+    if not 0 < fraction <= 1:
+        raise InputError(f"label fraction {fraction} is not in (0, 1]")
+    check_init(init, weights)
+    spec = TASKS[task]
+    device = resolve_device(config["device"])
+    configure_threads(config["threads"])
+    seed_everything(seed)
+    RUNNERS[type(spec)](spec, Path(data_dir), init, weights, seed, Path(out_dir), config, device, fraction)
+
+
+def check_init(init: str, weights: Path | None) -> None:
+    if init == "random" and weights is not None:
+        raise InputError(f"{weights}: init 'random' takes no weights")
+    if init != "random" and weights is None:
+        raise InputError(f"init '{init}' needs weights (--weights .../encoder.pt, or unet.pt for segmentation)")

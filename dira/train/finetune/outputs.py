@@ -1,0 +1,44 @@
+"""What every fine-tuning run writes: ``predictions.npz``, then (last, as the completion marker) ``metrics.json``."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from dira.io import atomic_path, write_json
+from dira.provenance import provenance
+from dira.train.finetune.loop import FitResult
+
+
+def run_fields(result: FitResult, *, weights: Path | None, device: torch.device, config: dict,
+               config_keys: tuple[str, ...] = ("device", "threads", "model", "finetune"),
+               extra_config: dict | None = None) -> dict[str, Any]:
+    """The training record and provenance shared by every task type's ``metrics.json``."""
+    return {
+        "epochs_trained": len(result.history), "best_epoch": result.best_epoch,
+        "best_val_loss": result.best_val_loss,
+        "weights": str(weights) if weights is not None else None, "device_used": str(device),
+        "history": [{k: finite_or_none(v) for k, v in row.items()} for row in result.history],
+        "provenance": provenance({**{key: config[key] for key in config_keys}, **(extra_config or {})}),
+    }
+
+
+def write_run(out_dir: Path, predictions: dict[str, np.ndarray], metrics: dict[str, Any]) -> None:
+    save_predictions(out_dir / "predictions.npz", predictions)
+    write_json(out_dir / "metrics.json", metrics)
+
+
+def save_predictions(path: Path, arrays: dict[str, np.ndarray]) -> None:
+    """Plain (non-object) arrays only, so the file loads with ``allow_pickle=False``."""
+    with atomic_path(path, suffix=".npz") as tmp, open(tmp, "wb") as handle:
+        np.savez_compressed(handle, **arrays)
+
+
+def finite_or_none(value: float) -> float | int | None:
+    """JSON has no nan; an undefined number is written as null."""
+    if isinstance(value, int):
+        return value
+    return float(value) if np.isfinite(value) else None

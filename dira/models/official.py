@@ -81,15 +81,23 @@ def split_release(weights: Mapping[str, torch.Tensor], source: str) -> tuple[str
 
 
 def import_official(path: Path, out_dir: Path) -> None:
-    """Write ``encoder.pt`` (and ``unet.pt`` when the release has a decoder) plus ``meta.json`` to ``out_dir``."""
+    """Write ``encoder.pt``, ``unet.pt`` and ``meta.json`` to ``out_dir``.
+
+    An encoder-only release (the ``di`` mode) still gets a ``unet.pt``, whose decoder is freshly initialised
+    (seed 0) and says so in ``meta.json``: segmentation then fine-tunes it as any encoder-only init.
+    """
     weights = unwrap(load_torch(path), str(path))
     backbone, encoder, unet = split_release(weights, str(path))
+    decoder = "from the release"
+    if unet is None:
+        torch.manual_seed(0)
+        model = UNet(backbone)
+        model.encoder.load_state_dict(encoder)
+        unet, decoder = model.state_dict(), "randomly initialised (seed 0): the release has no decoder"
     save_torch(out_dir / "encoder.pt", encoder)
-    if unet is not None:
-        save_torch(out_dir / "unet.pt", unet)
+    save_torch(out_dir / "unet.pt", unet)
     write_json(out_dir / "meta.json", {
         "source": str(path), "sha256": hashlib.sha256(path.read_bytes()).hexdigest(), "backbone": backbone,
-        "files": ["encoder.pt", *(["unet.pt"] if unet is not None else [])],
-        "provenance": provenance(),
+        "decoder": decoder, "files": ["encoder.pt", "unet.pt"], "provenance": provenance(),
     })
-    print(f"{path}: {backbone} {'U-Net' if unet is not None else 'encoder'} -> {out_dir}")
+    print(f"{path}: {backbone}, decoder {decoder} -> {out_dir}")

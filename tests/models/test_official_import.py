@@ -45,7 +45,11 @@ def test_di_mode_resnet_with_mlp_head_imports_as_encoder_only(tmp_path):
     state.update({"fc.0.weight": torch.zeros(512, 512), "fc.2.weight": torch.zeros(128, 512)})
     torch.save({"module." + k: v for k, v in state.items()}, tmp_path / "best_checkpoint.pth")
     assert main(["import-official", str(tmp_path / "best_checkpoint.pth"), "--out", str(tmp_path / "out")]) == 0
-    assert (tmp_path / "out" / "encoder.pt").is_file() and not (tmp_path / "out" / "unet.pt").exists()
+    assert (tmp_path / "out" / "encoder.pt").is_file()
+    unet = load_torch(tmp_path / "out" / "unet.pt")  # a whole U-Net whose decoder starts random
+    UNet("resnet18").load_state_dict(unet, strict=True)
+    assert torch.equal(unet["encoder.conv1.weight"], state["conv1.weight"])
+    assert "no decoder" in (tmp_path / "out" / "meta.json").read_text()
 
 
 def test_foreign_checkpoint_is_refused_with_the_file_named(tmp_path, capsys):

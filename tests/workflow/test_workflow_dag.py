@@ -14,15 +14,31 @@ def test_demo_config_schedules_the_whole_chain(snakemake, tmp_path):
     done = snakemake(tmp_path, "-n")
     assert done.returncode == 0, done.stdout
     counts = _job_counts(done.stdout)
-    # 7 inits (random + 3 methods x {base, dira}) x 3 seeds; base and dira pre-training of each method
-    assert counts == {"synth_chestxray14": 1, "prepare_chestxray14": 1, "pretrain": 6, "finetune": 21,
-                      "aggregate": 1, "figure": 1, "all": 1, "total": 32}
+    # 4 tasks x 7 inits (random + 3 methods x {base, dira}) x 3 seeds; base and dira pre-training of
+    # each method; every dataset synthesised and prepared; per-task tables and figures, the transfer table
+    datasets = ("chestxray14", "chexpert", "siim", "montgomery")
+    assert counts == {**{f"synth_{d}": 1 for d in datasets}, **{f"prepare_{d}": 1 for d in datasets},
+                      "pretrain": 6, "finetune": 84, "aggregate": 4, "figure": 4, "compare": 1, "all": 1,
+                      "total": 108}
+
+
+def test_studies_config_adds_the_ablation_and_label_fraction_runs(snakemake, tmp_path):
+    done = snakemake(tmp_path, "-n", "--configfile", str(REPO / "config/studies.yaml"))
+    assert done.returncode == 0, done.stdout
+    counts = _job_counts(done.stdout)
+    # + the dir variant: 3 pre-trainings, 4 tasks x 3 inits x 3 seeds; fractions: 3 tasks x 3 fractions x
+    # 6 inits (each method's base and DiRA, the rows of Table 1) x 3 seeds
+    assert counts["pretrain"] == 9 and counts["finetune"] == 120 and counts["finetune_fraction"] == 162
+    assert counts["aggregate_fraction"] == 9 and counts["compare"] == 3
+    assert "results/label_fraction/montgomery/1pct/simsiam_dira/seed2/metrics.json" in done.stdout
+    assert "results/tables/ablation.md" in done.stdout and "results/tables/fraction.md" in done.stdout
 
 
 def test_real_source_has_no_rule_that_writes_the_raw_data(snakemake, tmp_path):
-    done = snakemake(tmp_path, "-n", "--config", "datasets={'chestxray14': {'source': 'real'}}")
-    assert done.returncode != 0
-    assert "Data_Entry_2017_v2020.csv" in done.stdout and "synth_chestxray14" not in done.stdout
+    for name, marker in (("chestxray14", "Data_Entry_2017_v2020.csv"), ("siim", "train-rle.csv")):
+        done = snakemake(tmp_path, "-n", "--config", f"datasets={{'{name}': {{'source': 'real'}}}}")
+        assert done.returncode != 0
+        assert marker in done.stdout and f"synth_{name}" not in done.stdout
 
 
 def test_wrong_type_and_unknown_key_stop_with_the_key_named(snakemake, tmp_path):
@@ -59,5 +75,5 @@ def test_imported_release_weights_replace_that_pretraining(snakemake, tmp_path):
     done = snakemake(tmp_path, "-n", "--config", f"imported_weights={{'mocov2_dira': '{release}'}}")
     assert done.returncode == 0, done.stdout
     counts = _job_counts(done.stdout)
-    assert counts["import_official"] == 1 and counts["pretrain"] == 5 and counts["finetune"] == 21
+    assert counts["import_official"] == 1 and counts["pretrain"] == 5 and counts["finetune"] == 84
     assert "results/imported/mocov2_dira/encoder.pt" in done.stdout

@@ -1,4 +1,4 @@
-"""The whole DAG on config/test.yaml: raw synthetic data in, table and figure out (about 2 minutes)."""
+"""The whole DAG on config/test.yaml: raw synthetic data in, tables and figures out (a few minutes)."""
 
 import json
 import math
@@ -8,36 +8,59 @@ import pandas as pd
 import pytest
 from conftest import REPO
 
-from dira.eval.metrics import mean_auc
+from dira.eval.metrics import score_predictions
+
+TASKS = {"chestxray14": "auc", "chexpert": "auc", "siim": "dice", "montgomery": "dice"}
+INITS = ["random", "mocov2_base", "mocov2_dira"]
 
 
-@pytest.mark.slow
-def test_test_config_runs_end_to_end_and_the_table_is_recomputable(snakemake, tmp_path):
-    done = snakemake(tmp_path, "--cores", "2", "--configfile", str(REPO / "config/test.yaml"), timeout=900)
-    assert done.returncode == 0, done.stdout[-5000:]
-
-    table = pd.read_csv(tmp_path / "results/tables/chestxray14.csv")
-    methods = ("barlowtwins", "mocov2", "simsiam")
-    assert list(table["init"]) == ["random", *(f"{m}_{v}" for m in methods for v in ("base", "dira"))]
+def _check_table(table_csv, run_root, metric, inits):
+    """The table's numbers are the mean/std of the per-seed metrics files, each recomputable from predictions."""
+    table = pd.read_csv(table_csv)
+    assert list(table["init"]) == inits
     for row in table.itertuples():
-        runs = [tmp_path / f"results/finetune/chestxray14/{row.init}/seed{seed}" for seed in (0, 1)]
+        runs = [run_root / row.init / f"seed{seed}" for seed in (0, 1)]
         values = [json.loads((run / "metrics.json").read_text())["value"] for run in runs]
         assert row.n == 2
         assert row.mean == pytest.approx(np.mean(values), abs=1e-12)
         assert row.std == pytest.approx(np.std(values, ddof=1), abs=1e-12)
-        for run, value in zip(runs, values, strict=True):  # every number recomputable from predictions
-            with np.load(run / "predictions.npz", allow_pickle=False) as p:
-                assert mean_auc(p["y_true"], p["y_score"]) == pytest.approx(value, abs=1e-12)
-    for method in methods:
-        dira = table.set_index("init").loc[f"{method}_dira"]
-        assert dira["baseline"] == f"{method}_base" and not math.isnan(dira["p_value"])
-    assert math.isnan(table.set_index("init").loc["random"]["p_value"])
+        for run, value in zip(runs, values, strict=True):
+            with np.load(run / "predictions.npz", allow_pickle=False) as predictions:
+                assert score_predictions(metric, predictions) == pytest.approx(value, abs=1e-12)
+    return table.set_index("init")
 
-    png = (tmp_path / "results/figures/chestxray14.png").read_bytes()
-    assert png[:8] == b"\x89PNG\r\n\x1a\n" and len(png) > 10_000
-    for method in methods:
-        for variant in ("base", "dira"):
-            assert (tmp_path / f"results/pretrain/{method}/{variant}/encoder.pt").is_file()
+
+@pytest.mark.slow
+def test_test_config_runs_end_to_end_and_every_table_is_recomputable(snakemake, tmp_path):
+    done = snakemake(tmp_path, "--cores", "2", "--configfile", str(REPO / "config/test.yaml"), timeout=1200)
+    assert done.returncode == 0, done.stdout[-5000:]
+
+    for task, metric in TASKS.items():
+        table = _check_table(tmp_path / f"results/tables/{task}.csv", tmp_path / f"results/finetune/{task}",
+                             metric, INITS)
+        assert table.loc["mocov2_dira", "baseline"] == "mocov2_base"
+        assert not math.isnan(table.loc["mocov2_dira", "p_value"]) and math.isnan(table.loc["random", "p_value"])
+        png = (tmp_path / f"results/figures/{task}.png").read_bytes()
+        assert png[:8] == b"\x89PNG\r\n\x1a\n" and len(png) > 10_000
+    transfer = pd.read_csv(tmp_path / "results/tables/transfer.csv")
+    assert set(transfer["task"]) == set(TASKS)
+    assert "DiRA" in (tmp_path / "results/tables/transfer.md").read_text()
 
     again = snakemake(tmp_path, "-n", "--configfile", str(REPO / "config/test.yaml"))
     assert "Nothing to be done" in again.stdout
+
+
+@pytest.mark.slow
+def test_studies_add_ablation_and_label_fraction_tables(snakemake, tmp_path):
+    configs = ["--configfile", str(REPO / "config/test.yaml"), str(REPO / "tests/workflow/test_studies.yaml")]
+    done = snakemake(tmp_path, "--cores", "2", *configs, timeout=1500)
+    assert done.returncode == 0, done.stdout[-5000:]
+    _check_table(tmp_path / "results/tables/label_fraction/montgomery_50pct.csv",
+                 tmp_path / "results/label_fraction/montgomery/50pct", "dice", ["mocov2_base", "mocov2_dira"])
+    subset = json.loads((tmp_path / "results/label_fraction/montgomery/50pct/mocov2_dira/seed0/metrics.json")
+                        .read_text())
+    assert subset["fraction"] == 0.5 and subset["n_train"] < subset["n_train_available"]
+    ablation = pd.read_csv(tmp_path / "results/tables/ablation.csv")
+    assert {"mocov2_base", "mocov2_dir", "mocov2_dira"} <= set(ablation["init"])
+    fractions = pd.read_csv(tmp_path / "results/tables/fraction.csv")
+    assert set(fractions["fraction"]) == {0.5, 1.0}

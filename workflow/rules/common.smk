@@ -33,6 +33,7 @@ wildcard_constraints:
     method="|".join(config["methods"]) or "none",
     variant="base|dir|dira",
     seed=r"\d+",
+    percent=r"\d+(\.\d+)?",
     task="|".join(config["tasks"]) or "none",
 
 
@@ -123,12 +124,57 @@ def pretrain_launcher():
     return f"torchrun --standalone --nproc_per_node {gpus} -m dira.cli" if gpus > 1 else "dira"
 
 
-def finetune_runs(task):
-    return [f"results/finetune/{task}/{init}/seed{seed}" for init in INITS for seed in config["runs"]]
+def init_file(task):
+    """Segmentation starts from the whole pre-trained U-Net (DiRA's decoder is part of what transfers)."""
+    return "unet.pt" if task in SEGMENTATION_TASKS else "encoder.pt"
+
+
+def percent(fraction):
+    return f"{fraction * 100:g}"
+
+
+FRACTION_TASKS = [t for t in config["finetune"]["label_fraction_tasks"] if t in config["tasks"]]
+PERCENTS = [percent(f) for f in config["finetune"]["label_fractions"]] if FRACTION_TASKS else []
+
+
+# The label-fraction study fine-tunes the rows of the paper's Table 1: each method and its DiRA variant.
+FRACTION_INITS = [i for i in INITS if i.endswith(("_base", "_dira"))]
+
+
+def finetune_runs(task, pct=None):
+    """Run folders of a task on all labels, or on `pct` percent of them."""
+    if pct is None:
+        return [f"results/finetune/{task}/{init}/seed{seed}" for init in INITS for seed in config["runs"]]
+    folder = f"results/label_fraction/{task}/{pct}pct"
+    return [f"{folder}/{init}/seed{seed}" for init in FRACTION_INITS for seed in config["runs"]]
+
+
+def task_table(task, pct=None):
+    return f"results/tables/{task}.csv" if pct is None else f"results/tables/label_fraction/{task}_{pct}pct.csv"
+
+
+def study_tables(kind):
+    """`dira compare --table` arguments: TASK[:PERCENT%]=PATH for every table the study compiles."""
+    if kind == "fraction":
+        specs = [f"{t}={task_table(t)}" for t in FRACTION_TASKS]
+        specs += [f"{t}:{p}%={task_table(t, p)}" for t in FRACTION_TASKS for p in PERCENTS]
+        return specs
+    return [f"{t}={task_table(t)}" for t in config["tasks"]]
+
+
+def studies():
+    """The cross-task tables this configuration can fill."""
+    kinds = ["transfer"]
+    if "dir" in config["variants"] and "base" in config["variants"]:
+        kinds.append("ablation")
+    if PERCENTS:
+        kinds.append("fraction")
+    return kinds
 
 
 def final_outputs():
     return [
         *(f"results/tables/{task}.{ext}" for task in config["tasks"] for ext in ("csv", "md")),
         *(f"results/figures/{task}.png" for task in config["tasks"]),
+        *(f"results/tables/{kind}.{ext}" for kind in studies() for ext in ("csv", "md")),
     ]

@@ -1,10 +1,11 @@
-# Fine-tuning: every (task, init, seed); inits are 'random' and '<method>_<variant>'.
+# Fine-tuning: every (task, init, seed) on all labels, and the label-efficiency study on nested subsets.
+# Inits are 'random' and '<method>_<variant>'; segmentation tasks start from the whole pre-trained U-Net.
 
 
 rule finetune:
     input:
         data=lambda w: [processed(w.task, split) for split in SPLITS],
-        weights=lambda w: pretrained(w.init),
+        weights=lambda w: pretrained(w.init, init_file(w.task)),
     output:
         metrics="results/finetune/{task}/{init}/seed{seed}/metrics.json",
         predictions="results/finetune/{task}/{init}/seed{seed}/predictions.npz",
@@ -12,7 +13,8 @@ rule finetune:
         data=lambda wildcards, input: Path(input.data[0]).parent,
         out=lambda wildcards, output: Path(output.metrics).parent,
         weights=lambda wildcards, input: f"--weights {input.weights}" if input.weights else "",
-        config=job_config("model", "finetune"),
+        fraction=1,
+        config=lambda w: dataset_job_config(w.task, "model", "finetune"),
     threads: config["threads"]
     log:
         "logs/finetune/{task}/{init}/seed{seed}.log",
@@ -20,5 +22,19 @@ rule finetune:
         "../envs/dira.yaml"
     shell:
         "dira finetune --task {wildcards.task} --data {params.data} --init {wildcards.init}"
-        " {params.weights} --seed {wildcards.seed} --out {params.out}"
+        " {params.weights} --seed {wildcards.seed} --fraction {params.fraction} --out {params.out}"
         " --config {params.config:q} > {log} 2>&1"
+
+
+use rule finetune as finetune_fraction with:
+    output:
+        metrics="results/label_fraction/{task}/{percent}pct/{init}/seed{seed}/metrics.json",
+        predictions="results/label_fraction/{task}/{percent}pct/{init}/seed{seed}/predictions.npz",
+    params:
+        data=lambda wildcards, input: Path(input.data[0]).parent,
+        out=lambda wildcards, output: Path(output.metrics).parent,
+        weights=lambda wildcards, input: f"--weights {input.weights}" if input.weights else "",
+        fraction=lambda w: float(w.percent) / 100,
+        config=lambda w: dataset_job_config(w.task, "model", "finetune"),
+    log:
+        "logs/label_fraction/{task}/{percent}pct/{init}/seed{seed}.log",

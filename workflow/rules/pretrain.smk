@@ -37,6 +37,7 @@ rule import_official:
         lambda w: config["imported_weights"][w.init],
     output:
         encoder="results/imported/{init}/encoder.pt",
+        unet="results/imported/{init}/unet.pt",
         meta="results/imported/{init}/meta.json",
     params:
         out=lambda wildcards, output: Path(output.encoder).parent,

@@ -8,13 +8,11 @@ through ``outputs``; ``fractions`` draws the nested label-fraction subsets of th
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import importlib
 from pathlib import Path
 
 from dira.errors import InputError
-from dira.train.finetune.classification import finetune_classification
 from dira.train.finetune.loop import EarlyStopping, FitResult, evaluate, fit, make_loader, train_one_epoch
-from dira.train.finetune.segmentation import finetune_segmentation
 from dira.train.finetune.tasks import TASKS, ClassificationTask, SegmentationTask
 from dira.train.runtime import configure_threads, resolve_device, seed_everything
 
@@ -23,9 +21,11 @@ __all__ = [
     "evaluate", "finetune", "fit", "make_loader", "train_one_epoch",
 ]
 
-RUNNERS: dict[type, Callable[..., None]] = {
-    ClassificationTask: finetune_classification,
-    SegmentationTask: finetune_segmentation,
+# Runner of each task type, as "module:function": imported on use, so a classification job never pays for
+# importing the segmentation augmentations (albumentations, OpenCV) and vice versa.
+RUNNERS: dict[type, str] = {
+    ClassificationTask: "dira.train.finetune.classification:finetune_classification",
+    SegmentationTask: "dira.train.finetune.segmentation:finetune_segmentation",
 }
 
 
@@ -41,7 +41,9 @@ def finetune(task: str, data_dir: Path, init: str, weights: Path | None, seed: i
     device = resolve_device(config["device"])
     configure_threads(config["threads"])
     seed_everything(seed)
-    RUNNERS[type(spec)](spec, Path(data_dir), init, weights, seed, Path(out_dir), config, device, fraction)
+    module, function = RUNNERS[type(spec)].split(":")
+    runner = getattr(importlib.import_module(module), function)
+    runner(spec, Path(data_dir), init, weights, seed, Path(out_dir), config, device, fraction)
 
 
 def check_init(init: str, weights: Path | None) -> None:

@@ -124,6 +124,24 @@ def pretrain_launcher():
     return f"torchrun --standalone --nproc_per_node {gpus} -m dira.cli" if gpus > 1 else "dira"
 
 
+# The fine-tuning settings each kind of run reads: a job sees only these, so changing one kind's recipe
+# (or adding a label-fraction study) reruns no other job.
+FINETUNE_KEYS = {
+    "classification": ["batch_size", "num_workers", "max_epochs", "lr", "lr_factor", "lr_patience", "patience",
+                       "crop_scale", "rotation", "flip_prob"],
+    "segmentation": ["num_workers", "segmentation"],
+}
+
+
+def finetune_config(task, fraction_run=False):
+    kind = "segmentation" if task in SEGMENTATION_TASKS else "classification"
+    keys = FINETUNE_KEYS[kind] + (["fraction_seed"] if fraction_run else [])
+    subset = {key: config[key] for key in ("device", "threads", "model")}
+    subset["finetune"] = {key: config["finetune"][key] for key in keys}
+    subset["datasets"] = {task: config["datasets"][task]}
+    return json.dumps(subset, sort_keys=True)
+
+
 def init_file(task):
     """Segmentation starts from the whole pre-trained U-Net (DiRA's decoder is part of what transfers)."""
     return "unet.pt" if task in SEGMENTATION_TASKS else "encoder.pt"

@@ -14,7 +14,7 @@ rule finetune:
         out=lambda wildcards, output: Path(output.metrics).parent,
         weights=lambda wildcards, input: f"--weights {input.weights}" if input.weights else "",
         fraction=1,
-        config=lambda w: dataset_job_config(w.task, "model", "finetune"),
+        config=lambda w: finetune_config(w.task),
     threads: config["threads"]
     log:
         "logs/finetune/{task}/{init}/seed{seed}.log",
@@ -35,6 +35,6 @@ use rule finetune as finetune_fraction with:
         out=lambda wildcards, output: Path(output.metrics).parent,
         weights=lambda wildcards, input: f"--weights {input.weights}" if input.weights else "",
         fraction=lambda w: float(w.percent) / 100,
-        config=lambda w: dataset_job_config(w.task, "model", "finetune"),
+        config=lambda w: finetune_config(w.task, fraction_run=True),
     log:
         "logs/label_fraction/{task}/{percent}pct/{init}/seed{seed}.log",

@@ -1,19 +1,12 @@
 """The workflow loads, validates its config and schedules the expected jobs (dry runs, seconds)."""
 
-import re
-
-from conftest import REPO
-
-
-def _job_counts(stdout: str) -> dict[str, int]:
-    table = stdout.split("Job stats:")[1].split("Reasons:")[0]
-    return {m[1]: int(m[2]) for m in re.finditer(r"^(\w+)\s+(\d+)$", table, re.M)}
+from conftest import REPO, job_counts
 
 
 def test_demo_config_schedules_the_whole_chain(snakemake, tmp_path):
     done = snakemake(tmp_path, "-n")
     assert done.returncode == 0, done.stdout
-    counts = _job_counts(done.stdout)
+    counts = job_counts(done.stdout)
     # 4 tasks x 7 inits (random + 3 methods x {base, dira}) x 3 seeds; base and dira pre-training of
     # each method; every dataset synthesised and prepared; per-task tables and figures, the transfer table
     datasets = ("chestxray14", "chexpert", "siim", "montgomery")
@@ -25,7 +18,7 @@ def test_demo_config_schedules_the_whole_chain(snakemake, tmp_path):
 def test_studies_config_adds_the_ablation_and_label_fraction_runs(snakemake, tmp_path):
     done = snakemake(tmp_path, "-n", "--configfile", str(REPO / "config/studies.yaml"))
     assert done.returncode == 0, done.stdout
-    counts = _job_counts(done.stdout)
+    counts = job_counts(done.stdout)
     # + the dir variant: 3 pre-trainings, 4 tasks x 3 inits x 3 seeds; fractions: 3 tasks x 3 fractions x
     # 6 inits (each method's base and DiRA, the rows of Table 1) x 3 seeds
     assert counts["pretrain"] == 9 and counts["finetune"] == 120 and counts["finetune_fraction"] == 162
@@ -74,6 +67,6 @@ def test_imported_release_weights_replace_that_pretraining(snakemake, tmp_path):
     release.write_bytes(b"placeholder: a dry run reads no weights")
     done = snakemake(tmp_path, "-n", "--config", f"imported_weights={{'mocov2_dira': '{release}'}}")
     assert done.returncode == 0, done.stdout
-    counts = _job_counts(done.stdout)
+    counts = job_counts(done.stdout)
     assert counts["import_official"] == 1 and counts["pretrain"] == 5 and counts["finetune"] == 84
     assert "results/imported/mocov2_dira/encoder.pt" in done.stdout

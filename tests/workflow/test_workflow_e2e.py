@@ -2,11 +2,12 @@
 
 import json
 import math
+import shutil
 
 import numpy as np
 import pandas as pd
 import pytest
-from conftest import REPO
+from conftest import REPO, job_counts
 
 from dira.eval.metrics import score_predictions
 
@@ -30,10 +31,18 @@ def _check_table(table_csv, run_root, metric, inits):
     return table.set_index("init")
 
 
-@pytest.mark.slow
-def test_test_config_runs_end_to_end_and_every_table_is_recomputable(snakemake, tmp_path):
-    done = snakemake(tmp_path, "--cores", "2", "--configfile", str(REPO / "config/test.yaml"), timeout=1200)
+@pytest.fixture(scope="module")
+def finished_run(snakemake_module, tmp_path_factory):
+    """One run of the whole test DAG, shared by the tests below (they copy it before changing it)."""
+    workdir = tmp_path_factory.mktemp("e2e")
+    done = snakemake_module(workdir, "--cores", "2", "--configfile", str(REPO / "config/test.yaml"), timeout=1200)
     assert done.returncode == 0, done.stdout[-5000:]
+    return workdir
+
+
+@pytest.mark.slow
+def test_test_config_runs_end_to_end_and_every_table_is_recomputable(snakemake, finished_run):
+    tmp_path = finished_run
 
     for task, metric in TASKS.items():
         table = _check_table(tmp_path / f"results/tables/{task}.csv", tmp_path / f"results/finetune/{task}",
@@ -51,9 +60,15 @@ def test_test_config_runs_end_to_end_and_every_table_is_recomputable(snakemake, 
 
 
 @pytest.mark.slow
-def test_studies_add_ablation_and_label_fraction_tables(snakemake, tmp_path):
-    configs = ["--configfile", str(REPO / "config/test.yaml"), str(REPO / "tests/workflow/test_studies.yaml")]
-    done = snakemake(tmp_path, "--cores", "2", *configs, timeout=1500)
+def test_studies_reuse_the_runs_and_add_ablation_and_label_fraction_tables(snakemake, finished_run, tmp_path):
+    shutil.copytree(finished_run, tmp_path, dirs_exist_ok=True)  # metadata and modification times included
+    studies = ["--configfile", str(REPO / "config/test.yaml"), str(REPO / "tests/workflow/test_studies.yaml")]
+    plan = job_counts(snakemake(tmp_path, "-n", *studies).stdout)
+    # only what the studies add: the dir variant (1 pre-training, 4 tasks x 2 seeds) and 50 % of the labels on
+    # two tasks for mocov2_base and mocov2_dira; none of the runs above is redone
+    assert plan["pretrain"] == 1 and plan["finetune"] == 8 and plan["finetune_fraction"] == 2 * 2 * 2
+
+    done = snakemake(tmp_path, "--cores", "2", *studies, timeout=1500)
     assert done.returncode == 0, done.stdout[-5000:]
     _check_table(tmp_path / "results/tables/label_fraction/montgomery_50pct.csv",
                  tmp_path / "results/label_fraction/montgomery/50pct", "dice", ["mocov2_base", "mocov2_dira"])

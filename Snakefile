@@ -1,4 +1,5 @@
-# DiRA reproduction pipeline: raw data -> HDF5 caches -> pre-training -> fine-tuning -> tables and figures.
+# DiRA reproduction pipeline: raw data -> HDF5 caches -> pre-training -> fine-tuning -> evaluation
+# (localization) -> tables, figures and the `snakemake --report` page.
 # The default config (config/config.yaml) is the synthetic CPU demo; config/paper.yaml is the full study.
 # Every rule runs one `dira` subcommand; the logic lives in the package, the DAG lives here.
 
@@ -17,6 +18,7 @@ include: "workflow/rules/common.smk"
 include: "workflow/rules/data.smk"
 include: "workflow/rules/pretrain.smk"
 include: "workflow/rules/finetune.smk"
+include: "workflow/rules/evaluate.smk"
 include: "workflow/rules/report.smk"
 
 

@@ -85,10 +85,44 @@ def _cmd_compare(args: argparse.Namespace) -> None:
             out_md=Path(args.out_md))
 
 
-def _cmd_figures(args: argparse.Namespace) -> None:
+def _cmd_localize(args: argparse.Namespace) -> None:
+    from dira.eval.localize import localize
+
+    localize(model_pt=Path(args.model), data_dir=Path(args.data), out_dir=Path(args.out), init=args.init,
+             seed=args.seed, config=_settings(args))
+
+
+def _cmd_localization_table(args: argparse.Namespace) -> None:
+    from dira.report.localization_table import localization_table
+
+    localization_table([Path(p) for p in args.runs], out_csv=Path(args.out_csv), out_md=Path(args.out_md),
+                       out_tex=Path(args.out_tex))
+
+
+def _cmd_figure_bars(args: argparse.Namespace) -> None:
     from dira.report.figures import bar_chart
 
     bar_chart(table_csv=Path(args.table), out_png=Path(args.out), title=args.title)
+
+
+def _cmd_figure_heatmaps(args: argparse.Namespace) -> None:
+    from dira.errors import InputError
+    from dira.report.heatmaps import heatmap_figure
+
+    rows = []
+    for spec in args.examples:
+        init, sep, path = spec.partition("=")
+        if not sep:
+            raise InputError(f"--examples '{spec}': expected INIT=PATH, e.g. mocov2_dira=results/.../examples.npz")
+        rows.append((init, Path(path)))
+    heatmap_figure(rows, out_png=Path(args.out), title=args.title)
+
+
+def _cmd_figure_fractions(args: argparse.Namespace) -> None:
+    from dira.report.curves import fraction_curves
+    from dira.report.studies import parse_table_spec
+
+    fraction_curves([parse_table_spec(spec) for spec in args.table], out_png=Path(args.out), title=args.title)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -160,11 +194,38 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out-md", required=True)
     p.set_defaults(func=_cmd_compare)
 
-    p = sub.add_parser("figures", help="bar chart with error bars of a task table")
+    p = sub.add_parser("localize", help="Grad-CAM boxes of a fine-tuned ChestX-ray14 classifier vs BBox_List")
+    p.add_argument("--model", required=True, help="model.pt of a chestxray14 fine-tuning run")
+    p.add_argument("--data", required=True, help="folder with the prepared chestxray14 test.h5 (with boxes)")
+    p.add_argument("--init", required=True, help="name of the run's initialisation (recorded in the output)")
+    p.add_argument("--seed", type=int, required=True, help="the run's fine-tuning seed (recorded in the output)")
+    p.add_argument("--out", required=True, help="folder for boxes.csv, accuracy.csv, examples.npz, localization.json")
+    _add_config(p)
+    p.set_defaults(func=_cmd_localize)
+
+    p = sub.add_parser("localization-table", help="Table 5: localization accuracy per IoU threshold, vs the paper")
+    p.add_argument("--runs", nargs="+", required=True, help="folders .../<init>/seed<n> written by `dira localize`")
+    p.add_argument("--out-csv", required=True)
+    p.add_argument("--out-md", required=True)
+    p.add_argument("--out-tex", required=True)
+    p.set_defaults(func=_cmd_localization_table)
+
+    figures = sub.add_parser("figures", help="PNG figures: bars of a task, heatmaps (Fig. 6), label-fraction curves")
+    kinds = figures.add_subparsers(dest="figure", required=True, metavar="KIND")
+    p = kinds.add_parser("bars", help="bar chart with error bars and significance stars of a task table")
     p.add_argument("--table", required=True, help="CSV written by `dira aggregate`")
-    p.add_argument("--out", required=True, help="PNG to write")
-    p.add_argument("--title", default="")
-    p.set_defaults(func=_cmd_figures)
+    p.set_defaults(func=_cmd_figure_bars)
+    p = kinds.add_parser("heatmaps", help="Grad-CAM heatmaps, one row per initialisation (appendix Fig. 6)")
+    p.add_argument("--examples", action="append", required=True, metavar="INIT=PATH",
+                   help="examples.npz written by `dira localize`, one per row, top to bottom")
+    p.set_defaults(func=_cmd_figure_heatmaps)
+    p = kinds.add_parser("fractions", help="label-efficiency curves of one task (paper Table 1)")
+    p.add_argument("--table", action="append", required=True, metavar="TASK[:FRACTION]=PATH",
+                   help="a CSV written by `dira aggregate` with its label fraction, as for `dira compare`")
+    p.set_defaults(func=_cmd_figure_fractions)
+    for p in kinds.choices.values():
+        p.add_argument("--out", required=True, help="PNG to write")
+        p.add_argument("--title", default="")
     return parser
 
 

@@ -10,10 +10,12 @@ import numpy as np
 import pytest
 import torch
 
+from dira.data.classification import ClassificationDataset
 from dira.data.labels import CHESTXRAY14_LABELS
 from dira.errors import InputError
 from dira.eval.metrics import mean_auc
-from dira.io import save_torch
+from dira.io import load_torch, save_torch
+from dira.models.classifier import build_classifier
 from dira.models.resnet import build_resnet, strip_fc
 from dira.train.finetune import EarlyStopping, finetune, loop
 
@@ -32,7 +34,7 @@ def random_run(tiny_chestxray14, finetune_config, tmp_path_factory) -> Path:
 
 
 def test_random_init_writes_consistent_outputs(random_run, tiny_chestxray14, finetune_config):
-    assert sorted(p.name for p in random_run.iterdir()) == ["metrics.json", "predictions.npz"]
+    assert sorted(p.name for p in random_run.iterdir()) == ["metrics.json", "model.pt", "predictions.npz"]
     metrics, predictions = read_outputs(random_run)
     with h5py.File(tiny_chestxray14 / "test.h5", "r") as f:
         cached_labels, cached_ids = f["labels"][()], f["ids"].asstr()[()]
@@ -129,3 +131,14 @@ def test_test_split_without_a_scorable_class_is_rejected(tmp_path, finetune_conf
 def test_unknown_task_is_rejected(tiny_chestxray14, finetune_config, tmp_path):
     with pytest.raises(InputError, match="unknown task 'brats'"):
         finetune("brats", tiny_chestxray14, "random", None, 0, tmp_path, finetune_config)
+
+
+def test_saved_model_reproduces_the_test_predictions(random_run, tiny_chestxray14):
+    """model.pt is the best-validation classifier that scored the test split (what localization reads)."""
+    model = build_classifier("resnet18", len(CHESTXRAY14_LABELS), None)
+    model.load_state_dict(load_torch(random_run / "model.pt"))
+    test = ClassificationDataset(tiny_chestxray14 / "test.h5")
+    with torch.no_grad():
+        scores = torch.sigmoid(model.eval()(torch.stack([test[i][0] for i in range(len(test))]))).numpy()
+    _, predictions = read_outputs(random_run)
+    np.testing.assert_allclose(scores, predictions["y_score"], atol=1e-5)

@@ -63,7 +63,7 @@ def random_run(tiny_siim, segmentation_config, tmp_path_factory) -> Path:
 
 
 def test_random_init_writes_masks_that_recompute_the_dice(random_run, tiny_siim):
-    assert sorted(p.name for p in random_run.iterdir()) == ["metrics.json", "predictions.npz"]
+    assert sorted(p.name for p in random_run.iterdir()) == ["metrics.json", "model.pt", "predictions.npz"]
     metrics, predictions = read_outputs(random_run)
     with h5py.File(tiny_siim / "test.h5", "r") as f:
         cached_masks, cached_ids = f["masks"][()], f["ids"].asstr()[()]

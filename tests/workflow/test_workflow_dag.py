@@ -8,11 +8,13 @@ def test_demo_config_schedules_the_whole_chain(snakemake, tmp_path):
     assert done.returncode == 0, done.stdout
     counts = job_counts(done.stdout)
     # 4 tasks x 7 inits (random + 3 methods x {base, dira}) x 3 seeds; base and dira pre-training of
-    # each method; every dataset synthesised and prepared; per-task tables and figures, the transfer table
+    # each method; every dataset synthesised and prepared; per-task tables and figures, the transfer table;
+    # localization of the 7 x 3 ChestX-ray14 classifiers, Table 5 and one heatmap figure per method
     datasets = ("chestxray14", "chexpert", "siim", "montgomery")
     assert counts == {**{f"synth_{d}": 1 for d in datasets}, **{f"prepare_{d}": 1 for d in datasets},
-                      "pretrain": 6, "finetune": 84, "aggregate": 4, "figure": 4, "compare": 1, "all": 1,
-                      "total": 108}
+                      "pretrain": 6, "finetune": 84, "aggregate": 4, "figure": 4, "compare": 1, "localize": 21,
+                      "localization_table": 1, "figure_heatmaps": 3, "all": 1, "total": 133}
+    assert "results/figures/localization_barlowtwins.png" in done.stdout
 
 
 def test_studies_config_adds_the_ablation_and_label_fraction_runs(snakemake, tmp_path):
@@ -23,6 +25,8 @@ def test_studies_config_adds_the_ablation_and_label_fraction_runs(snakemake, tmp
     # 6 inits (each method's base and DiRA, the rows of Table 1) x 3 seeds
     assert counts["pretrain"] == 9 and counts["finetune"] == 120 and counts["finetune_fraction"] == 162
     assert counts["aggregate_fraction"] == 9 and counts["compare"] == 3
+    # Table 5 gains the Di+R rows (3 methods x 3 seeds localized), and each fraction task a curve figure
+    assert counts["localize"] == 30 and counts["figure_fractions"] == 3
     assert "results/label_fraction/montgomery/1pct/simsiam_dira/seed2/metrics.json" in done.stdout
     assert "results/tables/ablation.md" in done.stdout and "results/tables/fraction.md" in done.stdout
 

@@ -1,7 +1,9 @@
 """The whole DAG on config/test.yaml: raw synthetic data in, tables and figures out (a few minutes)."""
 
+import base64
 import json
 import math
+import re
 import shutil
 
 import numpy as np
@@ -55,8 +57,36 @@ def test_test_config_runs_end_to_end_and_every_table_is_recomputable(snakemake, 
     assert set(transfer["task"]) == set(TASKS)
     assert "DiRA" in (tmp_path / "results/tables/transfer.md").read_text()
 
+    # localization of every ChestX-ray14 classifier, Table 5 in three formats, the Fig. 6 panels; the
+    # fine-tuned weights were temporary: gone once localized, and their absence reruns nothing
+    table5 = pd.read_csv(tmp_path / "results/tables/table5_localization.csv")
+    assert list(dict.fromkeys(table5["init"])) == INITS and len(table5) == len(INITS) * 6
+    for init in INITS:
+        for seed in (0, 1):
+            run = tmp_path / f"results/localization/{init}/seed{seed}"
+            assert {"boxes.csv", "accuracy.csv", "examples.npz", "localization.json"} <= {p.name for p in run.iterdir()}
+    assert "\\begin{tabular}" in (tmp_path / "results/tables/table5_localization.tex").read_text()
+    assert (tmp_path / "results/figures/localization_mocov2.png").stat().st_size > 10_000
+    assert not list((tmp_path / "results/finetune").rglob("model.pt"))
+
     again = snakemake(tmp_path, "-n", "--configfile", str(REPO / "config/test.yaml"))
     assert "Nothing to be done" in again.stdout
+
+
+@pytest.mark.slow
+def test_report_holds_every_figure_and_table(snakemake, finished_run, tmp_path):
+    report = tmp_path / "report.html"
+    done = snakemake(finished_run, "--configfile", str(REPO / "config/test.yaml"), "--report", str(report))
+    assert done.returncode == 0, done.stdout[-3000:]
+    html = report.read_text()
+    # each figure is embedded as a data URI whose bytes are exactly the PNG on disk
+    embedded = dict(re.findall(r'"data_uri": "data:image/png;charset=utf8;filename=([^;"]+);base64,([^"]+)"', html))
+    figures = sorted(p.name for p in (finished_run / "results/figures").glob("*.png"))
+    assert figures == sorted([*(f"{task}.png" for task in TASKS), "localization_mocov2.png"])
+    for name in figures:
+        assert base64.b64decode(embedded[name]) == (finished_run / "results/figures" / name).read_bytes()
+    for table in ("transfer.csv", "table5_localization.csv", "chestxray14.csv"):
+        assert f'"filename": "{table}"' in html
 
 
 @pytest.mark.slow
@@ -67,6 +97,7 @@ def test_studies_reuse_the_runs_and_add_ablation_and_label_fraction_tables(snake
     # only what the studies add: the dir variant (1 pre-training, 4 tasks x 2 seeds) and 50 % of the labels on
     # two tasks for mocov2_base and mocov2_dira; none of the runs above is redone
     assert plan["pretrain"] == 1 and plan["finetune"] == 8 and plan["finetune_fraction"] == 2 * 2 * 2
+    assert plan["localize"] == 2  # the dir variant's classifiers join Table 5
 
     done = snakemake(tmp_path, "--cores", "2", *studies, timeout=1500)
     assert done.returncode == 0, done.stdout[-5000:]
@@ -79,3 +110,6 @@ def test_studies_reuse_the_runs_and_add_ablation_and_label_fraction_tables(snake
     assert {"mocov2_base", "mocov2_dir", "mocov2_dira"} <= set(ablation["init"])
     fractions = pd.read_csv(tmp_path / "results/tables/fraction.csv")
     assert set(fractions["fraction"]) == {0.5, 1.0}
+    assert "mocov2_dir" in set(pd.read_csv(tmp_path / "results/tables/table5_localization.csv")["init"])
+    for task in ("chestxray14", "montgomery"):
+        assert (tmp_path / f"results/figures/label_fraction_{task}.png").stat().st_size > 10_000

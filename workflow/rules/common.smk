@@ -190,9 +190,35 @@ def studies():
     return kinds
 
 
+def fraction_tables(task):
+    """`dira figures fractions --table` arguments of one task: all labels and each fraction."""
+    return [f"{task}={task_table(task)}", *(f"{task}:{p}%={task_table(task, p)}" for p in PERCENTS)]
+
+
+# Localization (Table 5) scores every ChestX-ray14 classifier; Fig. 6 sets each base method beside its DiRA.
+LOCALIZES = "chestxray14" in config["tasks"]
+HEATMAP_METHODS = [m for m in config["methods"] if {"base", "dira"} <= set(config["variants"])]
+
+
+def localization_runs():
+    return [f"results/localization/{init}/seed{seed}" for init in INITS for seed in config["runs"]] if LOCALIZES else []
+
+
+def heatmap_examples(method):
+    """(init, examples.npz) of the figure's rows: the base method over its DiRA variant, first seed."""
+    seed = config["runs"][0]
+    return [(f"{method}_{v}", f"results/localization/{method}_{v}/seed{seed}/examples.npz") for v in ("base", "dira")]
+
+
 def final_outputs():
+    localization = [
+        *(f"results/tables/table5_localization.{ext}" for ext in ("csv", "md", "tex")),
+        *(f"results/figures/localization_{method}.png" for method in HEATMAP_METHODS),
+    ]
     return [
         *(f"results/tables/{task}.{ext}" for task in config["tasks"] for ext in ("csv", "md")),
         *(f"results/figures/{task}.png" for task in config["tasks"]),
         *(f"results/tables/{kind}.{ext}" for kind in studies() for ext in ("csv", "md")),
+        *(localization if LOCALIZES else []),
+        *(f"results/figures/label_fraction_{task}.png" for task in FRACTION_TASKS if PERCENTS),
     ]

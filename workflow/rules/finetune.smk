@@ -9,6 +9,8 @@ rule finetune:
     output:
         metrics="results/finetune/{task}/{init}/seed{seed}/metrics.json",
         predictions="results/finetune/{task}/{init}/seed{seed}/predictions.npz",
+        # fine-tuned weights live until localization has read them; `snakemake --notemp` keeps them all
+        model=temp("results/finetune/{task}/{init}/seed{seed}/model.pt"),
     params:
         data=lambda wildcards, input: Path(input.data[0]).parent,
         out=lambda wildcards, output: Path(output.metrics).parent,
@@ -30,6 +32,7 @@ use rule finetune as finetune_fraction with:
     output:
         metrics="results/label_fraction/{task}/{percent}pct/{init}/seed{seed}/metrics.json",
         predictions="results/label_fraction/{task}/{percent}pct/{init}/seed{seed}/predictions.npz",
+        model=temp("results/label_fraction/{task}/{percent}pct/{init}/seed{seed}/model.pt"),
     params:
         data=lambda wildcards, input: Path(input.data[0]).parent,
         out=lambda wildcards, output: Path(output.metrics).parent,

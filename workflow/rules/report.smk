@@ -1,5 +1,5 @@
 # Tables (mean ± std over seeds, t-test of each DiRA variant against its base), the cross-task study
-# tables beside the paper's values, and figures.
+# tables and Table 5 beside the paper's values, and figures; each is a `snakemake --report` entry.
 
 
 localrules:
@@ -7,6 +7,9 @@ localrules:
     aggregate_fraction,
     compare,
     figure,
+    localization_table,
+    figure_heatmaps,
+    figure_fractions,
 
 
 rule aggregate:
@@ -37,7 +40,12 @@ use rule aggregate as aggregate_fraction with:
         metrics=lambda w: [f"{run}/metrics.json" for run in finetune_runs(w.task, w.percent)],
         predictions=lambda w: [f"{run}/predictions.npz" for run in finetune_runs(w.task, w.percent)],
     output:
-        csv="results/tables/label_fraction/{task}_{percent}pct.csv",
+        csv=report(
+            "results/tables/label_fraction/{task}_{percent}pct.csv",
+            caption="../report/table.rst",
+            category="Label fractions",
+            labels={"task": "{task}", "labels": "{percent} %", "format": "CSV"},
+        ),
         md="results/tables/label_fraction/{task}_{percent}pct.md",
     params:
         runs=lambda w: finetune_runs(w.task, w.percent),
@@ -84,4 +92,67 @@ rule figure:
     conda:
         "../envs/dira.yaml"
     shell:
-        "dira figures --table {input.table} --out {output} --title {wildcards.task:q} > {log} 2>&1"
+        "dira figures bars --table {input.table} --out {output} --title {wildcards.task:q} > {log} 2>&1"
+
+
+rule localization_table:
+    input:
+        [f"{run}/localization.json" for run in localization_runs()],
+    output:
+        csv=report(
+            "results/tables/table5_localization.csv",
+            caption="../report/table5.rst",
+            category="Localization",
+            labels={"table": "Table 5", "format": "CSV"},
+        ),
+        md="results/tables/table5_localization.md",
+        tex="results/tables/table5_localization.tex",
+    params:
+        runs=localization_runs(),
+    log:
+        "logs/report/table5_localization.log",
+    conda:
+        "../envs/dira.yaml"
+    shell:
+        "dira localization-table --runs {params.runs} --out-csv {output.csv} --out-md {output.md}"
+        " --out-tex {output.tex} > {log} 2>&1"
+
+
+rule figure_heatmaps:
+    input:
+        lambda w: [path for _, path in heatmap_examples(w.method)],
+    output:
+        report(
+            "results/figures/localization_{method}.png",
+            caption="../report/heatmaps.rst",
+            category="Localization",
+            labels={"method": "{method}", "kind": "Grad-CAM heatmaps (Fig. 6)"},
+        ),
+    params:
+        examples=lambda w: " ".join(f"--examples {init}={path}" for init, path in heatmap_examples(w.method)),
+    log:
+        "logs/report/figure_localization_{method}.log",
+    conda:
+        "../envs/dira.yaml"
+    shell:
+        "dira figures heatmaps {params.examples} --out {output} > {log} 2>&1"
+
+
+rule figure_fractions:
+    input:
+        lambda w: [spec.split("=", 1)[1] for spec in fraction_tables(w.task)],
+    output:
+        report(
+            "results/figures/label_fraction_{task}.png",
+            caption="../report/fractions.rst",
+            category="Figures",
+            labels={"task": "{task}", "kind": "label-fraction curves"},
+        ),
+    params:
+        tables=lambda w: " ".join(f"--table {spec}" for spec in fraction_tables(w.task)),
+    log:
+        "logs/report/figure_label_fraction_{task}.log",
+    conda:
+        "../envs/dira.yaml"
+    shell:
+        "dira figures fractions {params.tables} --out {output} > {log} 2>&1"

@@ -123,6 +123,6 @@ def finetune_classification(task: ClassificationTask, data_dir: Path, init: str,
         **run_fields(result, weights=weights, device=device, config=config,
                      extra_config={"datasets": {task.name: config["datasets"][task.name]}} if policy else None),
     }
-    write_run(out_dir, predictions, metrics)
+    write_run(out_dir, predictions, metrics, result.best_state)
     tqdm.write(f"{task.name} {init} seed{seed}: test {task.metric} {value:.4f} "
                f"(best epoch {result.best_epoch} of {len(result.history)})")

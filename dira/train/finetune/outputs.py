@@ -1,4 +1,5 @@
-"""What every fine-tuning run writes: ``predictions.npz``, then (last, as the completion marker) ``metrics.json``."""
+"""What every fine-tuning run writes: ``model.pt`` (the best-validation weights, a plain state dict),
+``predictions.npz``, then (last, as the completion marker) ``metrics.json``."""
 
 from __future__ import annotations
 
@@ -8,9 +9,11 @@ from typing import Any
 import numpy as np
 import torch
 
-from dira.io import atomic_path, write_json
+from dira.io import atomic_path, save_torch, write_json
 from dira.provenance import provenance
 from dira.train.finetune.loop import FitResult
+
+MODEL_FILE = "model.pt"
 
 
 def run_fields(result: FitResult, *, weights: Path | None, device: torch.device, config: dict,
@@ -26,7 +29,9 @@ def run_fields(result: FitResult, *, weights: Path | None, device: torch.device,
     }
 
 
-def write_run(out_dir: Path, predictions: dict[str, np.ndarray], metrics: dict[str, Any]) -> None:
+def write_run(out_dir: Path, predictions: dict[str, np.ndarray], metrics: dict[str, Any],
+              model_state: dict[str, torch.Tensor]) -> None:
+    save_torch(out_dir / MODEL_FILE, model_state)
     save_predictions(out_dir / "predictions.npz", predictions)
     write_json(out_dir / "metrics.json", metrics)
 

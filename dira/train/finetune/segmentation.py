@@ -106,6 +106,6 @@ def finetune_segmentation(task: SegmentationTask, data_dir: Path, init: str, wei
         **subset, "n_val": len(splits["val"]), "n_test": len(test),
         **run_fields(result, weights=weights, device=device, config=config),
     }
-    write_run(out_dir, predictions, metrics)
+    write_run(out_dir, predictions, metrics, result.best_state)
     tqdm.write(f"{task.name} {init} seed{seed}: test {task.metric} {value:.4f} "
                f"(best epoch {result.best_epoch} of {len(result.history)})")

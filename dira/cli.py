@@ -16,6 +16,8 @@ from pathlib import Path
 from dira import __version__
 
 DATASETS = ("chestxray14", "chexpert", "siim", "montgomery")
+# Every dataset the catalog knows (the 3D sets too): what `dira download` and `dira locate` accept.
+CATALOG_DATASETS = (*DATASETS, "luna16", "lidc", "lits", "brats", "pe")
 
 
 def _add_config(parser: argparse.ArgumentParser) -> None:
@@ -37,6 +39,18 @@ def _cmd_synth(args: argparse.Namespace) -> None:
     # Every synthetic writer module exposes write(out, count, image_size, seed).
     writer = importlib.import_module(f"dira.data.synthetic.{args.dataset}")
     writer.write(Path(args.out), count=args.count, image_size=args.image_size, seed=args.seed)
+
+
+def _cmd_download(args: argparse.Namespace) -> None:
+    from dira.data.download import download_dataset
+
+    download_dataset(args.dataset, Path(args.root), files=args.files or None, extract=not args.no_extract)
+
+
+def _cmd_locate(args: argparse.Namespace) -> None:
+    from dira.data.locate import locate
+
+    locate(args.dataset, Path(args.root), Path(args.out), download=args.download, require=args.require)
 
 
 def _cmd_prepare(args: argparse.Namespace) -> None:
@@ -138,6 +152,21 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--image-size", type=int, default=1024)
     p.add_argument("--seed", type=int, default=0)
     p.set_defaults(func=_cmd_synth)
+
+    p = sub.add_parser("download", help="download, verify and unpack a public dataset into its root")
+    p.add_argument("dataset", choices=CATALOG_DATASETS)
+    p.add_argument("--root", required=True, help="folder the dataset's release layout is unpacked into")
+    p.add_argument("--files", nargs="+", metavar="NAME", help="only these catalog files (default: all)")
+    p.add_argument("--no-extract", action="store_true", help="download and verify only")
+    p.set_defaults(func=_cmd_download)
+
+    p = sub.add_parser("locate", help="check that a real dataset is in place (else print how to obtain it)")
+    p.add_argument("dataset", choices=CATALOG_DATASETS)
+    p.add_argument("--root", required=True, help="folder holding the dataset in its release layout")
+    p.add_argument("--out", required=True, help="marker JSON to write once the dataset is found")
+    p.add_argument("--download", action="store_true", help="download the public files first (`dira download`)")
+    p.add_argument("--require", nargs="*", default=[], metavar="PATH", help="further files the run needs")
+    p.set_defaults(func=_cmd_locate)
 
     p = sub.add_parser("prepare", help="read a raw dataset and write its HDF5 caches (train/val/test)")
     p.add_argument("dataset", choices=DATASETS)

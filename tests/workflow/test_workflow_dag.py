@@ -1,5 +1,7 @@
 """The workflow loads, validates its config and schedules the expected jobs (dry runs, seconds)."""
 
+import json
+
 from conftest import REPO, job_counts
 
 
@@ -31,11 +33,31 @@ def test_studies_config_adds_the_ablation_and_label_fraction_runs(snakemake, tmp
     assert "results/tables/ablation.md" in done.stdout and "results/tables/fraction.md" in done.stdout
 
 
-def test_real_source_has_no_rule_that_writes_the_raw_data(snakemake, tmp_path):
-    for name, marker in (("chestxray14", "Data_Entry_2017_v2020.csv"), ("siim", "train-rle.csv")):
-        done = snakemake(tmp_path, "-n", "--config", f"datasets={{'{name}': {{'source': 'real'}}}}")
+def test_a_missing_real_dataset_stops_with_the_steps_to_obtain_it(snakemake, tmp_path):
+    for name, needed, step in (("chestxray14", "Data_Entry_2017_v2020.csv", "nihcc.app.box.com"),
+                               ("siim", "train-rle.csv", "kaggle")):
+        real = ["--config", f"datasets={{'{name}': {{'source': 'real', 'root': 'raw/{name}'}}}}"]
+        plan = snakemake(tmp_path, "-n", *real)
+        # the real data are looked for, never written: no synthetic writer, no rule outputs a file under the root
+        assert plan.returncode == 0 and f"locate_{name}" in plan.stdout and f"synth_{name}" not in plan.stdout
+        assert f"raw/{name}/" not in plan.stdout.split("Job stats:")[1].split("rule all")[0].replace("--root", "")
+        done = snakemake(tmp_path, f"data/located/{name}.json", "--cores", "1", *real)
         assert done.returncode != 0
-        assert marker in done.stdout and f"synth_{name}" not in done.stdout
+        assert needed in done.stdout and "To obtain it" in done.stdout and step in done.stdout.lower()
+        assert not (tmp_path / f"data/located/{name}.json").exists()
+
+
+def test_a_located_real_dataset_is_recorded_and_prepared(snakemake, tmp_path):
+    from dira.data.synthetic.montgomery import write
+
+    write(tmp_path / "raw", count=12, image_size=64, seed=0)  # the real layout, written by hand here
+    (tmp_path / "real.yaml").write_text("datasets: {montgomery: {source: real, root: raw/MontgomerySet}}\n"
+                                        "prepare: {image_size: 32, workers: 1}\n")
+    done = snakemake(tmp_path, "data/processed/montgomery/test.h5", "--cores", "1",
+                     "--configfile", str(tmp_path / "real.yaml"))
+    assert done.returncode == 0, done.stdout[-3000:]
+    marker = json.loads((tmp_path / "data/located/montgomery.json").read_text())
+    assert marker["root"] == str((tmp_path / "raw/MontgomerySet").resolve()) and "CXR_png" in marker["layout"]
 
 
 def test_wrong_type_and_unknown_key_stop_with_the_key_named(snakemake, tmp_path):

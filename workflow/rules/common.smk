@@ -65,26 +65,29 @@ def dataset_root(name):
     return config["datasets"][name]["root"]
 
 
-# Files (or folders) whose presence marks a real dataset as in place, relative to its root.
-REAL_DATASET_FILES = {
-    "chestxray14": ["Data_Entry_2017_v2020.csv", "BBox_List_2017.csv", "train_val_list.txt", "test_list.txt"],
-    "chexpert": ["train.csv", "valid.csv"],
-    "siim": ["train-rle.csv", "dicom-images-train"],
-    "montgomery": ["CXR_png", "ManualMask"],
-}
 # The synthetic writers, like the real archives, unpack into a named folder for these datasets.
 SYNTHETIC_SUBFOLDER = {"chexpert": "CheXpert-v1.0-small", "montgomery": "MontgomerySet"}
 
 
+def located(name):
+    """Marker written by `dira locate` once a real dataset is found in place (kept out of the dataset's folder)."""
+    return f"data/located/{name}.json"
+
+
 def raw_inputs(name):
-    """What prepare reads: the synthetic writer's completion marker, or the real dataset's own files."""
-    root = dataset_root(name)
+    """What prepare waits for: the synthetic writer's completion marker, or the marker of the located real data."""
     if config["datasets"][name]["source"] == "synthetic":
-        return [f"{root}/dira_synthetic.json"]
-    files = list(REAL_DATASET_FILES[name])
-    if name == "chexpert" and config["datasets"]["chexpert"]["evaluation"] == "test":
-        files.append("test_labels.csv")
-    return [f"{root}/{f}" for f in files]
+        return [f"{dataset_root(name)}/dira_synthetic.json"]
+    return [located(name)]
+
+
+def locate_options(name):
+    """`dira locate` flags: download the public files first (when configured), files only some configs need."""
+    settings = config["datasets"][name]
+    flags = ["--download"] if settings.get("download") else []
+    if name == "chexpert" and settings["evaluation"] == "test":
+        flags += ["--require", "test_labels.csv"]
+    return " ".join(flags)
 
 
 def synthetic_out(name, marker):

@@ -1,5 +1,6 @@
-# Data stage: write each synthetic stand-in (when configured), then preprocess every dataset the study
-# needs into HDF5 caches. Real data are only ever read: a real source has no rule that writes its root.
+# Data stage: write each synthetic stand-in, or find (and, where configured, download) each real dataset,
+# then preprocess every dataset the study needs into HDF5 caches. Real data are only ever read: no rule
+# declares a file under a real dataset's root as its output, so no rerun can delete one.
 
 for _name in DATASETS:
     if config["datasets"][_name]["source"] == "synthetic":
@@ -23,6 +24,27 @@ for _name in DATASETS:
                 "dira synth {params.dataset} --out {params.out} --count {params.n}"
                 " --image-size {params.size} --seed {params.seed} > {log} 2>&1"
 
+    else:
+
+        rule:
+            name:
+                f"locate_{_name}"
+            output:
+                marker=located(_name),
+            params:
+                dataset=_name,
+                root=dataset_root(_name),
+                options=locate_options(_name),
+            localrule: True
+            log:
+                f"logs/data/locate_{_name}.log",
+            conda:
+                "../envs/dira.yaml"
+            shell:
+                # on failure, show the log (what is missing and how to obtain it) in Snakemake's own output
+                "dira locate {params.dataset} --root {params.root:q} --out {output.marker} {params.options}"
+                " > {log} 2>&1 || (cat {log} >&2; exit 1)"
+
     rule:
         name:
             f"prepare_{_name}"
@@ -32,7 +54,7 @@ for _name in DATASETS:
             [processed(_name, split) for split in SPLITS],
         params:
             dataset=_name,
-            root=lambda wildcards, input: Path(input[0]).parent,
+            root=lambda wildcards, name=_name: dataset_root(name),
             out=lambda wildcards, output: Path(output[0]).parent,
             config=dataset_job_config(_name, "prepare"),
         threads: config["prepare"]["workers"]

@@ -40,9 +40,21 @@ def test_fractions_outside_the_unit_interval_are_rejected(fraction):
         training_subset(10, fraction, seed=0)
 
 
-def test_a_subset_too_small_to_train_on_is_rejected():
-    with pytest.raises(InputError, match=r"train\.h5: label fraction 0.01 leaves 1 of 50"):
-        select_training(list(range(50)), [str(i) for i in range(50)], 0.01, 0, source="train.h5")
+def test_one_percent_of_a_small_set_trains_on_its_single_image(segmentation_config, tmp_path):
+    """As in the paper's Table 1 (1 % of Montgomery's ~110 training images): one image, one batch per epoch."""
+    from conftest import write_segmentation_split
+
+    for seed, (split, n) in enumerate({"train": 30, "val": 6, "test": 6}.items()):
+        write_segmentation_split(tmp_path / f"{split}.h5", n, seed=seed, size=64)
+    finetune("montgomery", tmp_path, "random", None, 0, tmp_path / "run", segmentation_config, fraction=0.01)
+    metrics = json.loads((tmp_path / "run/metrics.json").read_text())
+    assert (metrics["n_train"], metrics["n_train_available"]) == (1, 30)
+    assert len(metrics["history"]) >= 1 and all(math.isfinite(row["train_loss"]) for row in metrics["history"])
+
+
+def test_an_empty_training_split_is_rejected():
+    with pytest.raises(InputError, match=r"train\.h5: no training images"):
+        select_training([], [], 0.01, 0, source="train.h5")
 
 
 def test_classification_run_records_its_subset(tiny_chestxray14, finetune_config, tmp_path):

@@ -38,10 +38,10 @@ def subset_digest(ids: Sequence[str]) -> str:
 def select_training(dataset: Dataset, ids: Sequence[str], fraction: float, seed: int,
                     source: str) -> tuple[Dataset, dict[str, Any]]:
     """The training split restricted to its label fraction, and what to record about the subset."""
+    if len(dataset) == 0:
+        raise InputError(f"{source}: no training images to draw a label fraction from")
+    # At least one image: 1 % of Montgomery's ~110 training images is a single image in the paper's Table 1 too.
     indices = training_subset(len(dataset), fraction, seed)
-    if len(indices) < 2:
-        raise InputError(f"{source}: label fraction {fraction} leaves {len(indices)} of {len(dataset)} training "
-                         "images; fine-tuning needs at least 2")
     chosen = dataset if len(indices) == len(dataset) else Subset(dataset, indices.tolist())
     record = {"fraction": fraction, "fraction_seed": seed, "n_train": len(indices),
               "n_train_available": len(dataset), "train_subset_digest": subset_digest([ids[i] for i in indices])}

@@ -137,6 +137,7 @@ def make_loader(dataset: Dataset, *, batch_size: int, num_workers: int, device: 
         dataset, batch_size=batch_size, shuffle=train, num_workers=num_workers,
         generator=torch.Generator().manual_seed(seed), persistent_workers=num_workers > 0,
         pin_memory=device.type == "cuda",
-        # A last batch of one image would make batch norm fail in training mode.
-        drop_last=train and len(dataset) % batch_size == 1,
+        # A last batch of one image after full ones would be a noisy step (and batch norm fails on a single
+        # image whose deepest feature map is 1×1); a training set of one image is kept as its only batch.
+        drop_last=train and len(dataset) > batch_size and len(dataset) % batch_size == 1,
     )

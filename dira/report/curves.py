@@ -1,9 +1,9 @@
 """Label-efficiency curves (the paper's Table 1 as a figure): test metric against the share of labels.
 
-One line per initialisation, mean ± std over seeds as error bars, from the per-task tables that
-``dira aggregate`` writes for each label fraction (and for all labels). The x axis is logarithmic: the
-study's fractions (1 %, 25 %, 50 %, 100 %) span two decades. Base methods are dashed in their light
-shade, DiRA variants solid in the full colour of the same method, as in the bar charts.
+One line per initialisation fine-tuned at two or more fractions, mean ± std over seeds as error bars,
+from the per-task tables that ``dira aggregate`` writes for each label fraction (and for all labels).
+The x axis is logarithmic: the study's fractions (1 %, 25 %, 50 %, 100 %) span two decades. Base
+methods are dashed, DiRA variants solid in the full colour of the same method, as in the bar charts.
 """
 
 from __future__ import annotations
@@ -34,6 +34,8 @@ def fraction_curves(specs: Sequence[TableSpec], out_png, title: str = "") -> Non
     ax = fig.add_subplot()
     for init in sorted(set(results["init"]), key=init_order):
         rows: pd.DataFrame = results[results["init"] == init].sort_values("fraction")
+        if len(rows) < 2:
+            continue  # fine-tuned on all labels only (random, the Di+R ablation): a point, not a curve
         method, variant = rows["method"].iloc[0], rows["variant"].iloc[0]
         ax.errorbar(100 * rows["fraction"], rows["mean_pct"], yerr=np.nan_to_num(rows["std_pct"]), capsize=3,
                     marker="o", markersize=4, linewidth=1.4, linestyle=VARIANT_LINESTYLE.get(variant, "-"),
@@ -48,6 +50,6 @@ def fraction_curves(specs: Sequence[TableSpec], out_png, title: str = "") -> Non
     ax.set_title(title or f"{style.task_name(tasks[0])}: label efficiency, mean ± std over seeds", fontsize=11)
     ax.grid(linewidth=0.4, alpha=0.5)
     ax.spines[["top", "right"]].set_visible(False)
-    ax.legend(fontsize=8, frameon=False)
+    ax.legend(fontsize=8, frameon=False, loc="upper left", bbox_to_anchor=(1.01, 1.0))
     with atomic_path(out_png, suffix=".png") as tmp:
         fig.savefig(tmp, dpi=style.DPI, format="png")

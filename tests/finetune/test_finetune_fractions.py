@@ -40,12 +40,10 @@ def test_fractions_outside_the_unit_interval_are_rejected(fraction):
         training_subset(10, fraction, seed=0)
 
 
-def test_one_percent_of_a_small_set_trains_on_its_single_image(segmentation_config, tmp_path):
+def test_one_percent_of_a_small_set_trains_on_its_single_image(write_segmentation, segmentation_config, tmp_path):
     """As in the paper's Table 1 (1 % of Montgomery's ~110 training images): one image, one batch per epoch."""
-    from conftest import write_segmentation_split
-
     for seed, (split, n) in enumerate({"train": 30, "val": 6, "test": 6}.items()):
-        write_segmentation_split(tmp_path / f"{split}.h5", n, seed=seed, size=64)
+        write_segmentation(tmp_path / f"{split}.h5", n, seed=seed, size=64)
     finetune("montgomery", tmp_path, "random", None, 0, tmp_path / "run", segmentation_config, fraction=0.01)
     metrics = json.loads((tmp_path / "run/metrics.json").read_text())
     assert (metrics["n_train"], metrics["n_train_available"]) == (1, 30)

@@ -68,6 +68,8 @@ def test_test_config_runs_end_to_end_and_every_table_is_recomputable(snakemake, 
     assert "\\begin{tabular}" in (tmp_path / "results/tables/table5_localization.tex").read_text()
     assert (tmp_path / "results/figures/localization_mocov2.png").stat().st_size > 10_000
     assert not list((tmp_path / "results/finetune").rglob("model.pt"))
+    # the run ends by building the report (the test below checks what is inside one)
+    assert (tmp_path / "results/report.html").stat().st_size > 100_000
 
     again = snakemake(tmp_path, "-n", "--configfile", str(REPO / "config/test.yaml"))
     assert "Nothing to be done" in again.stdout

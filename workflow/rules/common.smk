@@ -1,6 +1,8 @@
 # Configuration validation and the helpers the rules share (no rules in this file).
 
 import json
+import subprocess
+import sys
 from pathlib import Path
 
 import yaml
@@ -225,3 +227,27 @@ def final_outputs():
         *(localization if LOCALIZES else []),
         *(f"results/figures/label_fraction_{task}.png" for task in FRACTION_TASKS if PERCENTS),
     ]
+
+
+REPORT = "results/report.html"
+
+
+def write_report():
+    """After a run that leaves every final output in place, rebuild the HTML report of all tables and figures.
+
+    Snakemake builds reports only in a run of its own (`snakemake --report`), so this starts one, with the
+    run's complete (validated) configuration, so that it sees the same DAG. A report that fails to build is a
+    warning, never a failed run: the results themselves are done.
+    """
+    if not all(Path(path).exists() for path in final_outputs()):
+        return
+    settings = Path(".snakemake/dira_report_config.yaml")
+    settings.parent.mkdir(exist_ok=True)
+    settings.write_text(yaml.safe_dump(json.loads(json.dumps(config)), sort_keys=False))
+    command = [sys.executable, "-m", "snakemake", "--snakefile", workflow.main_snakefile, "--configfile",
+               str(settings), "--report", REPORT, "--nolock"]
+    done = subprocess.run(command, capture_output=True, text=True)
+    if done.returncode == 0:
+        print(f"Report of every table and figure: {REPORT}")
+    else:
+        print(f"warning: the report was not built ({' '.join(command)}):\n{done.stderr[-2000:]}", file=sys.stderr)

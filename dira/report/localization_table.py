@@ -62,9 +62,16 @@ def read_localization_run(run_dir: Path) -> LocalizationRun:
     if summary.get("init") != run_dir.parent.name or summary.get("seed") != int(match[1]):
         raise InputError(f"{summary_path}: init/seed {summary.get('init')}/{summary.get('seed')} do not match "
                          f"the folder {run_dir.parent.name}/{run_dir.name}")
-    settings = summary["provenance"]["config"]["localization"]
-    thresholds = [f"{t:g}" for t in settings["thresholds"]]
-    recomputed = accuracy_from_boxes(boxes, thresholds, settings["deltas"])
+    try:
+        settings = summary["provenance"]["config"]["localization"]
+        thresholds, deltas = [f"{t:g}" for t in settings["thresholds"]], list(settings["deltas"])
+    except (KeyError, TypeError, ValueError) as err:
+        raise InputError(f"{summary_path}: no localization thresholds and deltas in its provenance ({err!r}); "
+                         "not written by `dira localize`?") from err
+    missing = sorted({"box_id", "label", "threshold", "iou"} - set(boxes.columns))
+    if missing:
+        raise InputError(f"{run_dir / 'boxes.csv'}: missing columns {missing}")
+    recomputed = accuracy_from_boxes(boxes, thresholds, deltas)
     merged = accuracy.merge(recomputed, on=["label", "threshold", "delta"], suffixes=("", "_boxes"), how="outer")
     differs = ~np.isclose(merged["accuracy"], merged["accuracy_boxes"], rtol=0, atol=RECOMPUTE_TOLERANCE,
                           equal_nan=True)

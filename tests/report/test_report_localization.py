@@ -151,3 +151,14 @@ def test_fraction_curves_plot_every_fraction_of_a_task(tmp_path):
     other = task_table(tmp_path / "siim.csv", "siim", "dice", {"random": (0.5, 0.1, 3, math.nan)})
     with pytest.raises(InputError, match="one task"):
         fraction_curves([*specs, parse_table_spec(f"siim={other}")], tmp_path / "two.png")
+
+
+def test_a_summary_or_boxes_file_not_from_localize_is_named(localization_runs):
+    run = localization_runs[0]
+    (run / "localization.json").write_text('{"init": "mocov2_base", "seed": 0, "provenance": {}}')
+    with pytest.raises(InputError, match=r"localization\.json: no localization thresholds"):
+        read_localization_run(run)
+    run = localization_runs[1]
+    pd.read_csv(run / "boxes.csv").drop(columns="iou").to_csv(run / "boxes.csv", index=False)
+    with pytest.raises(InputError, match=r"boxes\.csv: missing columns \['iou'\]"):
+        read_localization_run(run)

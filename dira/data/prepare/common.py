@@ -245,6 +245,22 @@ class _Failed:
     error: InputError
 
 
+def write_split_dataset(name: str, plans: list[SplitPlan], out_dir: Path, settings: dict[str, Any],
+                        test_fraction: float, attrs: dict[str, Any], bad: BadSamples, source: str,
+                        positives: str) -> None:
+    """The end of a seeded-split preparation (SIIM-ACR, Montgomery): caches, ``splits.json`` recording the ids as
+    cached (bad samples left out), ``bad_samples.csv`` and a one-line summary counting ``positives`` per split."""
+    out_dir = Path(out_dir)
+    plans = write_caches(plans, out_dir, settings["image_size"], settings["workers"], attrs, desc=f"prepare {name}",
+                         bad_samples=bad)
+    write_splits(out_dir, plans, dataset=name, seed=settings["split_seed"], test_fraction=test_fraction,
+                 val_fraction=settings["val_fraction"])
+    bad.write(out_dir)
+    counts = ", ".join(f"{p.split} {len(p.ids)} images / {int(p.labels.sum())} {positives}" for p in plans)
+    skipped = f", {len(bad)} bad samples left out ({BAD_SAMPLES_CSV})" if len(bad) else ""
+    print(f"{name} ({source}): {counts}{skipped} -> {out_dir}")
+
+
 def _load(sample: Sample, size: int, skip: bool) -> Decoded | _Failed:
     try:
         return sample.load(size)

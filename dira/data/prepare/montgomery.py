@@ -24,8 +24,7 @@ from dira.data.prepare.common import (
     resize_nearest,
     split_images,
     to_uint8,
-    write_caches,
-    write_splits,
+    write_split_dataset,
 )
 from dira.data.sources.montgomery import (
     IMAGES,
@@ -83,11 +82,5 @@ def prepare(root: Path, out_dir: Path, config: dict[str, Any]) -> None:
                      "synthetic": index.synthetic},
         "provenance": provenance({"prepare": settings, "datasets": {"montgomery": montgomery}}),
     }
-    plans = write_caches(plans, Path(out_dir), settings["image_size"], settings["workers"], attrs,
-                         desc="prepare montgomery", bad_samples=bad)
-    write_splits(Path(out_dir), plans, dataset="montgomery", seed=settings["split_seed"],
-                 test_fraction=montgomery["test_fraction"], val_fraction=settings["val_fraction"])
-    bad.write(Path(out_dir))
-    counts = ", ".join(f"{p.split} {len(p.ids)} images / {int(p.labels.sum())} TB" for p in plans)
-    skipped = f", {len(bad)} bad samples left out (bad_samples.csv)" if len(bad) else ""
-    print(f"montgomery ({index.source}): {counts}{skipped} -> {out_dir}")
+    write_split_dataset("montgomery", plans, Path(out_dir), settings, montgomery["test_fraction"], attrs, bad, index.source,
+                        positives="TB")

@@ -24,8 +24,7 @@ from dira.data.prepare.common import (
     sha256,
     split_images,
     to_uint8,
-    write_caches,
-    write_splits,
+    write_split_dataset,
 )
 from dira.data.sources.siim import RLE_CSV, SiimImage, SiimIndex, load_mask, read_dicom_pixels, read_siim
 from dira.errors import InputError
@@ -84,11 +83,5 @@ def prepare(root: Path, out_dir: Path, config: dict[str, Any]) -> None:
         "manifest": _siim_manifest(index),
         "provenance": provenance({"prepare": settings, "datasets": {"siim": siim}}),
     }
-    plans = write_caches(plans, Path(out_dir), settings["image_size"], settings["workers"], attrs,
-                         desc="prepare siim", bad_samples=bad)
-    write_splits(Path(out_dir), plans, dataset="siim", seed=settings["split_seed"],
-                 test_fraction=siim["test_fraction"], val_fraction=settings["val_fraction"])
-    bad.write(Path(out_dir))
-    counts = ", ".join(f"{p.split} {len(p.ids)} images / {int(p.labels.sum())} positive" for p in plans)
-    skipped = f", {len(bad)} bad samples left out (bad_samples.csv)" if len(bad) else ""
-    print(f"siim ({index.source}): {counts}{skipped} -> {out_dir}")
+    write_split_dataset("siim", plans, Path(out_dir), settings, siim["test_fraction"], attrs, bad, index.source,
+                        positives="positive")

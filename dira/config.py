@@ -1,13 +1,16 @@
-"""Load, merge and validate pipeline configuration against the one JSON schema of the workflow.
+"""Load, merge and validate pipeline configuration against the one JSON schema of the package.
 
-Snakemake validates the same schema when the Snakefile loads; the CLI validates again so that every
-subcommand also works on its own (``dira pretrain --config config/config.yaml ...``). Validation fills
-in the schema's defaults, so a partial config is a complete one after loading.
+A run's configuration is its config files laid, in order, over the schema's defaults (which are the paper's
+values). The workflow loads the demo (config/demo.yaml) only when it is given no config file, so the demo's
+settings never leak into a run of config/paper.yaml; :func:`run_config` is that rule, shared by the Snakefile
+and ``dira config``. Validation fills in the schema's defaults, so a partial config is a complete one after
+loading.
 """
 
 from __future__ import annotations
 
 import copy
+import functools
 import json
 from collections.abc import Iterable
 from pathlib import Path
@@ -19,14 +22,22 @@ import yaml
 from dira.errors import InputError
 
 SCHEMA_PATH = Path(__file__).resolve().parent / "schema" / "config.schema.yaml"
+# The synthetic demo: what `snakemake` runs when it is given no --configfile (next to the package in a checkout).
+DEMO_CONFIG = Path("config") / "demo.yaml"
 
 
 class ConfigError(InputError):
     """A configuration value is missing, of the wrong type, or unknown."""
 
 
-def load_schema() -> dict[str, Any]:
+@functools.cache
+def _schema() -> dict[str, Any]:
     return yaml.safe_load(SCHEMA_PATH.read_text())
+
+
+def load_schema() -> dict[str, Any]:
+    """The schema (a fresh copy: callers may modify it)."""
+    return copy.deepcopy(_schema())
 
 
 def _defaulting_validator(schema: dict[str, Any]) -> jsonschema.protocols.Validator:
@@ -48,7 +59,7 @@ def _defaulting_validator(schema: dict[str, Any]) -> jsonschema.protocols.Valida
 def validate(config: dict[str, Any], schema: dict[str, Any] | None = None) -> dict[str, Any]:
     """Return a validated copy of ``config`` with defaults filled in; raise ConfigError naming the key."""
     config = copy.deepcopy(config)
-    validator = _defaulting_validator(schema or load_schema())
+    validator = _defaulting_validator(schema or _schema())
     errors = sorted(validator.iter_errors(config), key=lambda e: list(e.absolute_path))
     if errors:
         lines = []
@@ -93,7 +104,31 @@ def read_config_source(source: str) -> dict[str, Any]:
 
 def load_config(sources: Iterable[str] = ()) -> dict[str, Any]:
     """Merge the sources in order (later wins) and validate; no sources gives the schema defaults."""
+    return validate(load_sources(sources))
+
+
+def demo_config_path(workflow_dir: Path | None = None) -> Path:
+    """config/demo.yaml of the workflow checkout (the folder holding the Snakefile)."""
+    candidates = [workflow_dir] if workflow_dir else [Path.cwd(), Path(__file__).resolve().parents[1]]
+    for folder in candidates:
+        if (folder / DEMO_CONFIG).is_file():
+            return folder / DEMO_CONFIG
+    raise ConfigError(f"no config file given and no demo config ({DEMO_CONFIG}) found in "
+                      f"{', '.join(str(c) for c in candidates)}")
+
+
+def run_config(configfiles: Iterable[str | Path] = (), overrides: dict[str, Any] | None = None,
+               workflow_dir: Path | None = None) -> dict[str, Any]:
+    """The effective configuration of a workflow run: its config files (the demo when there are none) laid in
+    order over the schema's defaults, then ``overrides`` (Snakemake's ``--config KEY=VALUE``), validated."""
+    files = [str(f) for f in configfiles] or [str(demo_config_path(workflow_dir))]
+    merged = load_sources(files)
+    return validate(deep_merge(merged, overrides or {}))
+
+
+def load_sources(sources: Iterable[str]) -> dict[str, Any]:
+    """Merge config sources in order (later wins), without validating or filling defaults."""
     merged: dict[str, Any] = {}
     for source in sources:
         merged = deep_merge(merged, read_config_source(source))
-    return validate(merged)
+    return merged

@@ -4,6 +4,8 @@ import json
 
 from conftest import REPO, job_counts
 
+from dira.config import load_schema
+
 
 def test_demo_config_schedules_the_whole_chain(snakemake, tmp_path):
     done = snakemake(tmp_path, "-n")
@@ -68,9 +70,7 @@ def test_wrong_type_and_unknown_key_stop_with_the_key_named(snakemake, tmp_path)
 
 
 def test_every_schema_key_has_a_description_and_a_default():
-    import yaml
-
-    schema = yaml.safe_load((REPO / "workflow/schemas/config.schema.yaml").read_text())
+    schema = load_schema()
 
     def walk(node, path):
         for name, sub in node.get("properties", {}).items():

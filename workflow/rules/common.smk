@@ -15,8 +15,7 @@ from dira.config import ConfigError, validate
 # the `dira` CLI uses too) reports each problem as one line naming the key, e.g.
 # "pretrain.batch_size: 'abc' is not of type 'integer'", instead of dumping the schema.
 try:
-    schema = yaml.safe_load(Path(workflow.source_path("../schemas/config.schema.yaml")).read_text())
-    config.update(validate(config, schema))
+    config.update(validate(config))
 except ConfigError as err:
     raise WorkflowError(str(err)) from None
 

@@ -1,0 +1,78 @@
+"""Data stage commands: ``synth``, ``download``, ``locate``, ``prepare``."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from dira.cli.settings import add_settings_options, stage_settings
+from dira.registry import datasets
+from dira.stages import stage_keys
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("synth", help="write a synthetic dataset in the real dataset's on-disk layout")
+    p.add_argument("dataset", choices=datasets(prepared=True))
+    p.add_argument("--out", required=True, help="folder to write the raw dataset into")
+    p.add_argument("--count", "--patients", "--images", type=int,
+                   help="patients (chestxray14, chexpert) or images (siim, montgomery); default: the config's")
+    p.add_argument("--image-size", type=int, help="side of the written images; default: the config's")
+    p.add_argument("--seed", type=int, help="writer seed; default: the config's")
+    add_settings_options(p)
+    p.set_defaults(func=_synth)
+
+    p = sub.add_parser("download", help="download, verify and unpack a public dataset into its root")
+    p.add_argument("dataset", choices=datasets())
+    p.add_argument("--root", required=True, help="folder the dataset's release layout is unpacked into")
+    p.add_argument("--files", nargs="+", metavar="NAME", help="only these catalog files (default: all)")
+    p.add_argument("--no-extract", action="store_true", help="download and verify only")
+    p.set_defaults(func=_download)
+
+    p = sub.add_parser("locate", help="check that a real dataset is in place (else print how to obtain it)")
+    p.add_argument("dataset", choices=datasets())
+    p.add_argument("--root", required=True, help="folder holding the dataset in its release layout")
+    p.add_argument("--out", required=True, help="marker JSON to write once the dataset is found")
+    p.add_argument("--download", action="store_true", help="download the public files first (`dira download`)")
+    p.add_argument("--require", nargs="*", default=[], metavar="PATH", help="further files the run needs")
+    p.set_defaults(func=_locate)
+
+    p = sub.add_parser("prepare", help="read a raw dataset and write its HDF5 caches (train/val/test)")
+    p.add_argument("dataset", choices=datasets(prepared=True))
+    p.add_argument("--root", required=True, help="folder holding the raw dataset")
+    p.add_argument("--out", required=True, help="folder for {train,val,test}.h5")
+    add_settings_options(p)
+    p.set_defaults(func=_prepare)
+
+
+def _synth(args: argparse.Namespace) -> None:
+    import importlib
+
+    from dira.registry import DATASETS
+
+    synthetic = stage_settings(args, stage_keys("synth", dataset=args.dataset))["datasets"][args.dataset]["synthetic"]
+    count_key = DATASETS[args.dataset].synthetic_count
+    # Every synthetic writer module exposes write(out, count, image_size, seed).
+    writer = importlib.import_module(f"dira.data.synthetic.{args.dataset}")
+    writer.write(Path(args.out),
+                 count=args.count if args.count is not None else synthetic[count_key],
+                 image_size=args.image_size if args.image_size is not None else synthetic["image_size"],
+                 seed=args.seed if args.seed is not None else synthetic["seed"])
+
+
+def _download(args: argparse.Namespace) -> None:
+    from dira.data.download import download_dataset
+
+    download_dataset(args.dataset, Path(args.root), files=args.files or None, extract=not args.no_extract)
+
+
+def _locate(args: argparse.Namespace) -> None:
+    from dira.data.locate import locate
+
+    locate(args.dataset, Path(args.root), Path(args.out), download=args.download, require=args.require)
+
+
+def _prepare(args: argparse.Namespace) -> None:
+    from dira.data.prepare import prepare_dataset
+
+    config = stage_settings(args, stage_keys("prepare", dataset=args.dataset))
+    prepare_dataset(args.dataset, root=Path(args.root), out_dir=Path(args.out), config=config)

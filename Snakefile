@@ -1,14 +1,20 @@
 # DiRA reproduction pipeline: raw data -> HDF5 caches -> pre-training -> fine-tuning -> evaluation
 # (localization) -> tables, figures and the `snakemake --report` page.
-# The default config (config/config.yaml) is the synthetic CPU demo; config/paper.yaml is the full study.
 # Every rule runs one `dira` subcommand; the logic lives in the package, the DAG lives here.
+#
+# Configuration: a run given `--configfile X [Y ...]` uses exactly those files over the schema's defaults (the
+# paper's values; dira/schema/config.schema.yaml). Only a run given no config file loads the synthetic demo,
+# config/demo.yaml, so demo settings never leak into `--configfile config/paper.yaml`. `dira config
+# --configfile X` prints the effective configuration; common.smk validates it.
 
 from snakemake.utils import min_version
 
 min_version("9.0")
 
 
-configfile: workflow.source_path("config/config.yaml")
+if not workflow.overwrite_configfiles:
+
+    configfile: workflow.source_path("config/demo.yaml")
 
 
 report: "workflow/report/workflow.rst"

@@ -2,8 +2,9 @@
 
 Two measurements, printed as one table (and written with ``--json``):
 
-1. The training step (generator step, then discriminator step) at the paper's settings: ResNet-50 U-Net,
-   224 px, queue 65536, on synthetic inputs. "This implementation" is the package's own model and
+1. The training step (generator step, then discriminator step) at the paper's settings (the schema's
+   defaults, ``dira.config.load_config([])``: ResNet-50 U-Net, 224 px, queue 65536; ``--config`` overrides
+   them as for ``dira pretrain``), on synthetic inputs. "This implementation" is the package's own model and
    optimisers driven exactly as one iteration of ``Pretrainer.train_epoch`` (bf16 autocast and
    channels_last on CUDA, fp32 on the CPU). "Reference" is the baseline class below, a re-implementation
    of the official DiRA step (fhaghighi/DiRA, facts in ``shared/reference/anchors-ssl.md`` §1) built
@@ -46,9 +47,9 @@ import torchvision.transforms as T
 from PIL import Image, ImageFilter
 from torch import nn
 
-from dira.config import load_config, validate
-from dira.data.distortions import DistortionProbabilities
-from dira.data.views import ViewSettings, make_views
+from dira.config import ConfigError, deep_merge, load_config, validate
+from dira.data.view_recipe import ViewRecipe
+from dira.data.views import Restoration, make_views
 from dira.methods.dira import STAGES, build_dira
 from dira.models.discriminator import PatchDiscriminator
 from dira.models.heads import mlp_head
@@ -143,19 +144,26 @@ class ReferenceDiRAMoCo(nn.Module):
 
 
 class ReferenceStep:
-    """One iteration of the reference's ``train_dira``: G step (NCE + 10·MSE + 0.001·LSGAN), then D step."""
+    """One iteration of the reference's ``train_dira``: G step (λ-weighted NCE + MSE + LSGAN), then D step.
+
+    Hyper-parameters are the config's, as ours (the paper's: SGD lr 0.03, momentum 0.9, wd 1e-4; Adam 2e-4,
+    betas 0.5/0.999; λ 1 / 10 / 0.001), so that only the reference's implementation choices differ.
+    """
 
     name = "reference step"
 
     def __init__(self, cfg: dict[str, Any], device: torch.device):
-        moco = cfg["pretrain"]["mocov2"]
-        self.device = device
+        moco, settings = cfg["pretrain"]["mocov2"], cfg["pretrain"]
+        sgd, adam = moco["optimizer"], settings["discriminator"]
+        self.device, self.weights = device, settings["loss_weights"]
         self.model = ReferenceDiRAMoCo(cfg["model"]["backbone"], cfg["model"]["decoder_channels"],
                                        moco["hidden_dim"], moco["out_dim"], moco["queue_size"], moco["momentum"],
                                        moco["temperature"]).to(device)
         self.discriminator = PatchDiscriminator().to(device)
-        self.optimizer_g = torch.optim.SGD(self.model.parameters(), 0.03, momentum=0.9, weight_decay=1e-4)
-        self.optimizer_d = torch.optim.Adam(self.discriminator.parameters(), lr=2e-4, betas=(0.5, 0.999))
+        lr = optim.base_learning_rate(sgd["lr"], sgd["lr_scaling"], settings["batch_size"])
+        self.optimizer_g = torch.optim.SGD(self.model.parameters(), lr, momentum=sgd["momentum"],
+                                           weight_decay=sgd["weight_decay"])
+        self.optimizer_d = torch.optim.Adam(self.discriminator.parameters(), lr=adam["lr"], betas=tuple(adam["betas"]))
         self.nce, self.mse, self.adversarial = nn.CrossEntropyLoss(), nn.MSELoss(), nn.MSELoss()
         self.model.train()
 
@@ -176,7 +184,8 @@ class ReferenceStep:
         nce_loss = self.nce(logits, labels)
         mse_loss = self.mse(restored, images[2])
         g_adv = self.adversarial(self.discriminator(restored), valid)
-        g_loss = 1.0 * nce_loss + 10.0 * mse_loss + 0.001 * g_adv
+        w = self.weights
+        g_loss = w["discrimination"] * nce_loss + w["restoration"] * mse_loss + w["adversarial"] * g_adv
         for value in (nce_loss, mse_loss, g_adv, g_loss):  # the reference's AverageMeter updates
             value.item()
         self.optimizer_g.zero_grad()
@@ -464,10 +473,11 @@ def measure_data(args: argparse.Namespace) -> list[DataResult]:
             results.append(DataResult("reference transform", f"{source_size}² grey PIL → RGB",
                                       1.0 / seconds, 1000.0 * seconds))
         cached = _synthetic_grey(size)
-        settings, distortions = ViewSettings(), DistortionProbabilities()
+        pretrain = args.cfg["pretrain"]  # the schema's defaults (load_config([])) unless --config overrides them
+        recipe, restoration = ViewRecipe.from_config(pretrain["mocov2"]["views"]), Restoration.from_config(pretrain)
         log(f"[data] make_views on a {size}² cached image, {args.data_images} images")
         seconds = _time_per_image(
-            lambda i: make_views(cached, np.random.default_rng(i), settings, distortions), args.data_images, 5)
+            lambda i: make_views(cached, np.random.default_rng(i), recipe, restoration, size), args.data_images, 5)
         results.append(DataResult("make_views", f"{size}² uint8 cache image", 1.0 / seconds, 1000.0 * seconds))
     finally:
         torch.set_num_threads(threads)
@@ -498,8 +508,8 @@ def report(args: argparse.Namespace, device: torch.device, steps: list[StepResul
     lines = [
         f"device: {device.type} ({device_name(device)}), torch {torch.__version__}, torchvision "
         f"{torchvision.__version__}, threads {torch.get_num_threads()}, batch "
-        f"{', '.join(map(str, args.batch_size))}, {args.image_size} px, {args.backbone} U-Net, queue "
-        f"{args.queue_size}, DiRA-MoCo-v2 'dira' stage (G step + D step)",
+        f"{', '.join(map(str, args.batch_size))}, {args.image_size} px, {args.cfg['model']['backbone']} U-Net, "
+        f"queue {args.cfg['pretrain']['mocov2']['queue_size']}, DiRA-MoCo-v2 'dira' stage (G step + D step)",
         f"timing: median of {args.steps} steps after {args.warmup} warm-up, {args.order}"
         + (f"; TF32 conv {torch.backends.cudnn.allow_tf32}, TF32 matmul "
            f"{torch.backends.cuda.matmul.allow_tf32}" if cuda else ""),
@@ -544,12 +554,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                         help="one or more batch sizes (default: 4 on cpu, 32 on cuda)")
     parser.add_argument("--steps", type=int, default=None, help="timed steps (default: 3 on cpu, 20 on cuda)")
     parser.add_argument("--warmup", type=int, default=None, help="untimed steps first (default: 1 cpu, 5 cuda)")
-    parser.add_argument("--image-size", type=int, default=224, help="default: 224")
-    parser.add_argument("--backbone", default="resnet50", choices=("resnet18", "resnet34", "resnet50"),
-                        help="default: resnet50")
-    parser.add_argument("--queue-size", type=int, default=65536, help="default: 65536")
-    parser.add_argument("--bn-splits", type=int, default=1,
-                        help="our MoCo batch-norm groups (default 1; config/paper.yaml uses 4 to emulate 4 GPUs)")
+    parser.add_argument(
+        "--config", action="append", default=[], metavar="FILE|JSON",
+        help="pipeline config merged onto the schema's defaults (the paper's settings), as for `dira pretrain`; "
+             "repeat to merge, later wins. It sets the model and method: model.backbone, model.input_size (the "
+             "image size of both measurements), pretrain.mocov2.queue_size / bn_splits, optimisers, loss weights",
+    )
     parser.add_argument("--threads", type=int, default=None, help="torch threads for the step (default: torch's)")
     parser.add_argument("--order", choices=("interleaved", "sequential"), default=None,
                         help="alternate reference and ours step by step (default on cpu: robust to a shared, "
@@ -563,6 +573,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                         help="side of the reference's source image (default 1024, as ChestX-ray14's PNGs)")
     parser.add_argument("--json", type=Path, default=None, help="also write the numbers here")
     args = parser.parse_args(argv)
+    try:
+        args.cfg = load_config(args.config)  # device and batch size are this script's options, set per run
+    except ConfigError as err:
+        parser.error(str(err))
+    args.image_size = args.cfg["model"]["input_size"]
+    queue_size, bn_splits = (args.cfg["pretrain"]["mocov2"][k] for k in ("queue_size", "bn_splits"))
     cuda = args.device == "cuda"
     args.batch_size = args.batch_size or [32 if cuda else 4]
     args.steps = args.steps if args.steps is not None else (20 if cuda else 3)
@@ -575,12 +591,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     if args.steps < 1 or args.warmup < 0 or min(args.batch_size) < 1:
         parser.error("--steps must be >= 1, --warmup >= 0, batch sizes >= 1")
     for batch in args.batch_size:  # checked up front so that no device time is spent on a doomed run
-        if args.queue_size % batch:
-            parser.error(f"the reference asserts queue % batch == 0: {args.queue_size} % {batch} != 0")
-        if batch % args.bn_splits:
-            parser.error(f"batch {batch} cannot be split into {args.bn_splits} batch-norm groups")
+        if queue_size % batch:
+            parser.error(f"the reference asserts queue % batch == 0: {queue_size} % {batch} != 0")
+        if batch % bn_splits:
+            parser.error(f"batch {batch} cannot be split into {bn_splits} batch-norm groups")
     if not args.skip_data and args.image_size < 80:
-        parser.error("the reference's distortions use fixed 10-70 px blocks: --image-size >= 80 or --skip-data")
+        parser.error("the reference's distortions use fixed 10-70 px blocks: model.input_size >= 80 or --skip-data")
     return args
 
 
@@ -592,12 +608,7 @@ def main(argv: list[str] | None = None) -> None:
     steps: list[StepResult] = []
     if not args.skip_step:
         for batch in args.batch_size:
-            cfg = load_config()
-            cfg["device"] = args.device
-            cfg["model"]["backbone"] = args.backbone
-            cfg["pretrain"]["batch_size"] = batch
-            cfg["pretrain"]["mocov2"].update(queue_size=args.queue_size, bn_splits=args.bn_splits)
-            cfg = validate(cfg)
+            cfg = validate(deep_merge(args.cfg, {"device": args.device, "pretrain": {"batch_size": batch}}))
             steps += measure_steps(cfg, device, batch, args)
     data = [] if args.skip_data else measure_data(args)
     print(report(args, device, steps, data), flush=True)
@@ -606,8 +617,10 @@ def main(argv: list[str] | None = None) -> None:
         args.json.write_text(json.dumps({
             "device": args.device, "device_name": device_name(device), "torch": torch.__version__,
             "torchvision": torchvision.__version__, "threads": torch.get_num_threads(),
-            "image_size": args.image_size, "backbone": args.backbone, "queue_size": args.queue_size,
-            "bn_splits": args.bn_splits, "steps": args.steps, "warmup": args.warmup, "order": args.order,
+            "image_size": args.image_size, "backbone": args.cfg["model"]["backbone"],
+            "queue_size": args.cfg["pretrain"]["mocov2"]["queue_size"],
+            "bn_splits": args.cfg["pretrain"]["mocov2"]["bn_splits"], "config": args.cfg,
+            "steps": args.steps, "warmup": args.warmup, "order": args.order,
             "step": [asdict(r) for r in steps], "data": [asdict(d) for d in data],
         }, indent=2) + "\n")
 

@@ -50,6 +50,8 @@ def stage_keys(stage: str, *, dataset: str = "", method: str = "", task: str = "
         if fraction:
             keys.append("finetune.fraction_seed")
         return [*RUNTIME, "model", *keys, f"datasets.{task}"]
+    if stage == "import":
+        return ["model.decoder_channels"]
     if stage == "localize":
         return [*RUNTIME, "model", "localization"]
     raise ValueError(f"unknown stage '{stage}'")

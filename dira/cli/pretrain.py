@@ -1,4 +1,5 @@
-"""Pre-training commands: ``pretrain`` (one method and variant) and ``import-official`` (the public release)."""
+"""Pre-training commands: ``pretrain`` (one method and variant), ``import-official`` (the public release) and
+``export-encoder`` (the supervised ChestX-ray14 baseline's encoder, from a fine-tuning run)."""
 
 from __future__ import annotations
 
@@ -24,8 +25,16 @@ def register(sub: argparse._SubParsersAction) -> None:
 
     p = sub.add_parser("import-official", help="convert a checkpoint of the public DiRA release for fine-tuning")
     p.add_argument("checkpoint", help="unet.pth, best_checkpoint.pth or checkpoint.pth of fhaghighi/DiRA")
-    p.add_argument("--out", required=True, help="folder for encoder.pt (and unet.pt when it has a decoder)")
+    p.add_argument("--out", required=True, help="folder for encoder.pt and unet.pt (an encoder-only release gets a "
+                                                "fresh decoder of model.decoder_channels)")
+    add_settings_options(p)
     p.set_defaults(func=_import_official)
+
+    p = sub.add_parser("export-encoder", help="encoder.pt of a ChestX-ray14 fine-tuning run: the supervised "
+                                              "ChestX-ray14 initialisation (Table 2)")
+    p.add_argument("--model", required=True, help="model.pt of a `dira finetune --task chestxray14` run")
+    p.add_argument("--out", required=True, help="folder for encoder.pt and meta.json")
+    p.set_defaults(func=_export_encoder)
 
 
 def _pretrain(args: argparse.Namespace) -> None:
@@ -42,4 +51,11 @@ def _pretrain(args: argparse.Namespace) -> None:
 def _import_official(args: argparse.Namespace) -> None:
     from dira.models.official import import_official
 
-    import_official(Path(args.checkpoint), Path(args.out))
+    model = stage_settings(args, stage_keys("import"))["model"]
+    import_official(Path(args.checkpoint), Path(args.out), model["decoder_channels"])
+
+
+def _export_encoder(args: argparse.Namespace) -> None:
+    from dira.models.supervised import export_encoder
+
+    export_encoder(Path(args.model), Path(args.out))

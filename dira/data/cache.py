@@ -10,7 +10,7 @@ Layout of ``<split>.h5`` (what every reader in the package relies on):
 - ``original_size`` int32 (N, 2): (width, height) of the source image, to map boxes back.
 - ``boxes`` float32 (M, 4) (x, y, w, h) in original pixel coordinates, with ``box_index`` int64 (M,)
   (row in ``images``) and ``box_labels`` int64 (M,) (column in ``labels``); only where the source has boxes.
-- file attributes: ``dataset``, ``split``, ``image_size``, ``source``, ``manifest`` (JSON),
+- file attributes: ``dataset``, ``split``, ``cache_size`` (= H = W), ``source``, ``manifest`` (JSON),
   ``provenance`` (JSON).
 """
 

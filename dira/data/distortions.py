@@ -20,9 +20,11 @@ REFERENCE_SIZE = 224
 
 @dataclass(frozen=True)
 class DistortionProbabilities:
-    cutout: float = 0.30
-    outpaint: float = 0.05
-    shuffle: float = 0.30
+    """Chances of each distortion (``pretrain.distortion``); the remainder leaves the view intact."""
+
+    cutout: float
+    outpaint: float
+    shuffle: float
 
     def __post_init__(self) -> None:
         if min(self.cutout, self.outpaint, self.shuffle) < 0 or self.cutout + self.outpaint + self.shuffle > 1:

@@ -19,13 +19,14 @@ import torch.nn.functional as F
 from torch import nn
 
 
-def grad_cam(model: nn.Module, layer: nn.Module, images: torch.Tensor, classes: torch.Tensor,
-             relu: bool = True) -> torch.Tensor:
+def grad_cam(model: nn.Module, layer: nn.Module, images: torch.Tensor, classes: torch.Tensor, *,
+             relu: bool) -> torch.Tensor:
     """Class activation maps (N, H, W) at the input's resolution, non-negative unless ``relu`` is off.
 
     ``images`` is the batch (N, C, H, W) as the model takes it, ``classes`` (N,) the logit index each
-    sample's map explains. ``relu=False`` keeps the signed map (evidence against the class negative), for
-    weakly trained models whose evidence for a class is negative everywhere, where Grad-CAM is all zero.
+    sample's map explains. ``relu`` is ``localization.relu`` (true as published); False keeps the signed
+    map (evidence against the class negative), for weakly trained models whose evidence for a class is
+    negative everywhere, where Grad-CAM is all zero.
     """
     if model.training:
         raise ValueError("grad_cam needs the model in eval mode (batch norm would mix the samples)")

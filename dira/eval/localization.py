@@ -24,13 +24,15 @@ import numpy as np
 import pandas as pd
 from skimage.measure import label, regionprops
 
+from dira.data.labels import CHESTXRAY14_BOX_LABELS, CHESTXRAY14_LABELS
+
 Box = tuple[float, float, float, float]  # x, y, w, h
 
-THRESHOLDS: tuple[int, ...] = (60, 180)
-DELTAS: tuple[float, ...] = (0.1, 0.2, 0.3, 0.4, 0.5, 0.6)
 ANY_THRESHOLD = "any"
 # An IoU equal to δ up to float rounding (e.g. 0.30000000000000004 vs 0.3) counts as reaching it.
 IOU_TOLERANCE = 1e-9
+# The eight boxed pathologies in the classifier's label order.
+BOX_CLASSES: tuple[str, ...] = tuple(n for n in CHESTXRAY14_LABELS if n in CHESTXRAY14_BOX_LABELS.values())
 
 
 def scale_to_255(heatmap: np.ndarray) -> np.ndarray:
@@ -79,8 +81,7 @@ def scale_box(box: Sequence[float], sx: float, sy: float) -> Box:
 
 
 def localization_accuracy(ground_truth: pd.DataFrame, predicted: pd.DataFrame, classes: Iterable[str],
-                          thresholds: Sequence[int] = THRESHOLDS,
-                          deltas: Sequence[float] = DELTAS) -> pd.DataFrame:
+                          thresholds: Sequence[int], deltas: Sequence[float]) -> pd.DataFrame:
     """Accuracy per class, threshold (each, and ``any``) and δ, with a ``mean`` row over the classes.
 
     ``ground_truth`` has one row per box with columns ``box_id`` and ``label``; ``predicted`` one row per
@@ -109,3 +110,12 @@ def localization_accuracy(ground_truth: pd.DataFrame, predicted: pd.DataFrame, c
             rows.append({"label": "mean", "threshold": threshold, "delta": delta, "n_boxes": len(ground_truth),
                          "n_correct": int(hit.sum()), "accuracy": float(np.mean(finite)) if finite else float("nan")})
     return pd.DataFrame(rows, columns=["label", "threshold", "delta", "n_boxes", "n_correct", "accuracy"])
+
+
+def accuracy_from_boxes(boxes: pd.DataFrame, thresholds: Sequence[str], deltas: Sequence[float]) -> pd.DataFrame:
+    """``accuracy.csv`` recomputed from ``boxes.csv`` alone (the ground truth is every ``box_id`` it lists).
+
+    Here rather than in ``localize`` so that the report can check a run's accuracy without importing torch.
+    """
+    truth = boxes.drop_duplicates("box_id")[["box_id", "label"]]
+    return localization_accuracy(truth, boxes, BOX_CLASSES, thresholds, deltas)

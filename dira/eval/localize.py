@@ -1,15 +1,17 @@
 """``dira localize``: Grad-CAM boxes of one fine-tuned ChestX-ray14 classifier, scored against BBox_List.
 
 For every boxed test image and each of its boxed classes, Grad-CAM of that class on the classifier's last
-convolutional block is computed at the classifier's input size (the cached image), scaled to [0, 255],
-binarised at each threshold and turned into boxes, which are mapped back to the original image's pixels
-(the cache resized W×H to S×S) and compared with the ground-truth boxes there.
+convolutional block is computed on the whole cached image resized to the classifier's input size S
+(``model.input_size``, whatever the cache's size), scaled to [0, 255], binarised at each threshold and
+turned into boxes, which are mapped back to the original image's pixels (W×H was resized to S×S) and
+compared with the ground-truth boxes there.
 
 Written beside each other in the output folder:
 
 - ``boxes.csv``: one row per predicted box and threshold, with the ground-truth box it is scored against
   and their IoU (a row with empty box cells where a heatmap gave no box), so every ground-truth box is
-  listed and ``accuracy.csv`` can be recomputed from this file alone with :func:`accuracy_from_boxes`;
+  listed and ``accuracy.csv`` can be recomputed from this file alone
+  with :func:`dira.eval.localization.accuracy_from_boxes`;
 - ``accuracy.csv``: accuracy per class, threshold (``any`` = both thresholds' boxes, Table 5) and δ;
 - ``examples.npz``: for the first boxed test image of each class, the image, its heatmap and box at the
   classifier's resolution (the Fig. 6 panels; the same images for every initialisation);
@@ -28,25 +30,24 @@ import torch
 from tqdm.auto import tqdm
 
 from dira.data.cache import SplitCache
-from dira.data.classification import ClassificationDataset
-from dira.data.labels import CHESTXRAY14_BOX_LABELS, CHESTXRAY14_LABELS
+from dira.data.classification import ClassificationDataset, network_input, whole_image
+from dira.data.labels import CHESTXRAY14_LABELS
 from dira.errors import InputError
 from dira.eval.gradcam import grad_cam
 from dira.eval.localization import (
     ANY_THRESHOLD,
+    BOX_CLASSES,
+    accuracy_from_boxes,
     box_iou,
     heatmap_to_boxes,
-    localization_accuracy,
     scale_box,
     scale_to_255,
 )
 from dira.io import atomic_path, load_torch, write_json, write_text
 from dira.models.classifier import build_classifier
 from dira.provenance import provenance
-from dira.train.runtime import configure_threads, resolve_device
+from dira.runtime.device import configure_threads, resolve_device
 
-# The eight boxed pathologies in the classifier's label order.
-BOX_CLASSES: tuple[str, ...] = tuple(n for n in CHESTXRAY14_LABELS if n in CHESTXRAY14_BOX_LABELS.values())
 BOX_COLUMNS = ["box_id", "image", "label", "gt_x", "gt_y", "gt_w", "gt_h", "threshold", "x", "y", "w", "h", "iou"]
 
 
@@ -95,7 +96,7 @@ def load_classifier(model_pt: Path, backbone: str, num_classes: int) -> torch.nn
 
 def class_heatmaps(model: torch.nn.Module, layer_name: str, dataset: ClassificationDataset,
                    pairs: list[tuple[int, int]], batch_size: int, device: torch.device,
-                   relu: bool = True) -> np.ndarray:
+                   relu: bool) -> np.ndarray:
     """Grad-CAM maps scaled to [0, 255] (float32, P×S×S) for (image row, class) pairs."""
     layer = dict(model.named_modules()).get(layer_name)
     if layer is None:
@@ -103,7 +104,7 @@ def class_heatmaps(model: torch.nn.Module, layer_name: str, dataset: Classificat
     maps = []
     for start in tqdm(range(0, len(pairs), batch_size), desc="grad-cam", unit="batch", leave=False):
         chunk = pairs[start:start + batch_size]
-        images = torch.stack([dataset[row][0] for row, _ in chunk]).to(device)
+        images = network_input(torch.stack([dataset[row][0] for row, _ in chunk]).to(device))
         classes = torch.tensor([c for _, c in chunk], device=device)
         cams = grad_cam(model, layer, images, classes, relu=relu).cpu().numpy()
         maps.extend(scale_to_255(cam).astype(np.float32) for cam in cams)
@@ -143,17 +144,11 @@ def example_panels(truth: pd.DataFrame, pairs: list[tuple[int, int]], heatmaps: 
     return {
         "labels": chosen["label"].to_numpy(dtype=str),
         "ids": chosen["image"].to_numpy(dtype=str),
-        "images": np.stack([dataset.images[g.row].numpy() for g in chosen.itertuples()]),
+        "images": np.stack([dataset[g.row][0][0].numpy() for g in chosen.itertuples()]),
         "heatmaps": np.stack([heatmaps[index[(g.row, g.class_index)]] for g in chosen.itertuples()]).round()
                       .astype(np.uint8),
         "boxes": np.asarray(boxes, dtype=np.float32).reshape(-1, 4),
     }
-
-
-def accuracy_from_boxes(boxes: pd.DataFrame, thresholds: list[str], deltas: list[float]) -> pd.DataFrame:
-    """``accuracy.csv`` recomputed from ``boxes.csv`` (the ground truth is every ``box_id`` it lists)."""
-    truth = boxes.drop_duplicates("box_id")[["box_id", "label"]]
-    return localization_accuracy(truth, boxes, BOX_CLASSES, thresholds, deltas)
 
 
 def localize(model_pt: Path, data_dir: Path, out_dir: Path, init: str, seed: int, config: dict[str, Any]) -> None:
@@ -163,7 +158,7 @@ def localize(model_pt: Path, data_dir: Path, out_dir: Path, init: str, seed: int
     configure_threads(config["threads"])
     test_h5 = Path(data_dir) / "test.h5"
     truth, sizes = read_ground_truth(test_h5)
-    dataset = ClassificationDataset(test_h5)
+    dataset = ClassificationDataset(test_h5, transform=whole_image(config["model"]["input_size"]))
     model = load_classifier(Path(model_pt), config["model"]["backbone"], len(CHESTXRAY14_LABELS)).to(device)
 
     pairs = sorted({(int(r), int(c)) for r, c in zip(truth["row"], truth["class_index"], strict=True)})
@@ -182,7 +177,7 @@ def localize(model_pt: Path, data_dir: Path, out_dir: Path, init: str, seed: int
         "init": init, "seed": int(seed), "model": str(model_pt), "test": str(test_h5),
         "n_boxes": len(truth), "n_images": int(truth["row"].nunique()),
         "n_predicted_boxes": int(predicted["iou"].notna().sum()),
-        "heatmap_size": int(heatmaps.shape[-1]),
+        "heatmap_size": int(heatmaps.shape[-1]), "cache_size": dataset.cache_size,
         "mean_accuracy": {f"{d:g}": float(a) for d, a in zip(table5["delta"], table5["accuracy"], strict=True)},
         "device_used": str(device),
         "provenance": provenance({key: config[key] for key in ("device", "threads", "model", "localization")}),

@@ -25,10 +25,10 @@ def _against(scores: torch.Tensor, label: float, kind: str) -> torch.Tensor:
     raise ValueError(f"unknown adversarial loss '{kind}' (choose from {', '.join(ADVERSARIAL_LOSSES)})")
 
 
-def generator_adversarial_loss(fake_scores: torch.Tensor, kind: str = "lsgan") -> torch.Tensor:
+def generator_adversarial_loss(fake_scores: torch.Tensor, kind: str) -> torch.Tensor:
     return _against(fake_scores, 1.0, kind)
 
 
-def discriminator_loss(real_scores: torch.Tensor, fake_scores: torch.Tensor, kind: str = "lsgan") -> torch.Tensor:
+def discriminator_loss(real_scores: torch.Tensor, fake_scores: torch.Tensor, kind: str) -> torch.Tensor:
     """½ [loss(D(real), 1) + loss(D(fake), 0)]; ``fake_scores`` must come from a detached restoration."""
     return 0.5 * (_against(real_scores, 1.0, kind) + _against(fake_scores, 0.0, kind))

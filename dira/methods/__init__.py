@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import inspect
 from typing import Any
 
+from dira.errors import InputError
 from dira.methods.barlow_twins import BarlowTwins
 from dira.methods.base import DiscriminativeMethod
 from dira.methods.mocov2 import MoCoV2
@@ -14,10 +16,22 @@ METHODS: dict[str, type[DiscriminativeMethod]] = {
     method.name: method for method in (MoCoV2, SimSiam, BarlowTwins)
 }
 
+# Keys of a method's config section that configure the run around the method (its optimiser, its 'base'
+# stage's epochs, its views), read by the trainer and the data pipeline rather than by the method.
+TRAINER_KEYS = frozenset({"optimizer", "epochs", "views"})
 
 
 def build_method(name: str, encoder: ResNetEncoder, feature_dim: int, settings: dict[str, Any]) -> DiscriminativeMethod:
+    """The method from its validated ``pretrain.<name>`` section; every other key must be one of its settings.
+
+    The methods' settings have no defaults, so a key missing here is an error rather than a silently
+    substituted value, and a schema key the method does not take is caught too.
+    """
     if name not in METHODS:
         raise ValueError(f"unknown method '{name}' (choose from {', '.join(METHODS)})")
-    kwargs = {k: v for k, v in settings.items() if k != "optimizer"}  # the optimiser is the trainer's
+    kwargs = {k: v for k, v in settings.items() if k not in TRAINER_KEYS}
+    try:
+        inspect.signature(METHODS[name]).bind(encoder, feature_dim, **kwargs)
+    except TypeError as err:
+        raise InputError(f"pretrain.{name}: {err}") from err
     return METHODS[name](encoder, feature_dim, **kwargs)

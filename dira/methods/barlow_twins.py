@@ -11,7 +11,7 @@ from dira.losses import barlow_twins_loss, cross_correlation
 from dira.methods.base import DiscriminativeMethod, DiscriminativeOutput, global_pool
 from dira.models.heads import barlow_twins_projector
 from dira.models.unet import ResNetEncoder
-from dira.train import distributed
+from dira.runtime import distributed
 
 
 class BarlowTwins(DiscriminativeMethod):
@@ -20,8 +20,8 @@ class BarlowTwins(DiscriminativeMethod):
     name = "barlowtwins"
     sync_batchnorm = True  # the official code trains with SyncBN: C's standardisation spans the global batch
 
-    def __init__(self, encoder: ResNetEncoder, feature_dim: int, proj_dims: Sequence[int] = (8192, 8192, 8192),
-                 lambd: float = 0.0051):
+    def __init__(self, encoder: ResNetEncoder, feature_dim: int, *, proj_dims: Sequence[int], lambd: float):
+        """Settings are ``pretrain.barlowtwins`` of the config, required: the schema alone holds their defaults."""
         super().__init__()
         self.lambd = lambd
         self.projector = barlow_twins_projector(feature_dim, proj_dims)

@@ -44,9 +44,11 @@ class GeneratorLosses:
 
 @dataclass(frozen=True)
 class LossWeights:
-    discrimination: float = 1.0
-    restoration: float = 10.0
-    adversarial: float = 0.001
+    """The λ of each term, from ``pretrain.loss_weights``; no defaults, the schema holds the paper's."""
+
+    discrimination: float
+    restoration: float
+    adversarial: float
 
 
 class DiRA(nn.Module):
@@ -57,7 +59,7 @@ class DiRA(nn.Module):
     """
 
     def __init__(self, unet: UNet, method: DiscriminativeMethod, discriminator: PatchDiscriminator | None,
-                 weights: LossWeights, adversarial_loss: str = "lsgan"):
+                 weights: LossWeights, adversarial_loss: str):
         super().__init__()
         self.unet, self.method, self.discriminator = unet, method, discriminator
         self.weights, self.adversarial_loss = weights, adversarial_loss

@@ -11,16 +11,16 @@ from dira.losses import infonce_loss
 from dira.methods.base import DiscriminativeMethod, DiscriminativeOutput, forward_in_groups, global_pool
 from dira.models.heads import mlp_head
 from dira.models.unet import ResNetEncoder
+from dira.runtime import distributed
 from dira.seeding import derive_seed
-from dira.train import distributed
 
 
 class MoCoV2(DiscriminativeMethod):
     name = "mocov2"
 
-    def __init__(self, encoder: ResNetEncoder, feature_dim: int, queue_size: int = 65536,
-                 momentum: float = 0.999, temperature: float = 0.2, hidden_dim: int = 2048,
-                 out_dim: int = 128, bn_splits: int = 1):
+    def __init__(self, encoder: ResNetEncoder, feature_dim: int, *, queue_size: int, momentum: float,
+                 temperature: float, hidden_dim: int, out_dim: int, bn_splits: int):
+        """Settings are ``pretrain.mocov2`` of the config, required: the schema alone holds their defaults."""
         super().__init__()
         self.momentum, self.temperature, self.bn_splits = momentum, temperature, bn_splits
         self.head = mlp_head(feature_dim, hidden_dim, out_dim)

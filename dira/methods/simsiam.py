@@ -18,8 +18,9 @@ class SimSiam(DiscriminativeMethod):
     name = "simsiam"
     sync_batchnorm = True  # as the official code, every batch norm (heads included) sees the global batch
 
-    def __init__(self, encoder: ResNetEncoder, feature_dim: int, proj_dim: int = 2048, pred_dim: int = 512,
-                 fix_predictor_lr: bool = True):
+    def __init__(self, encoder: ResNetEncoder, feature_dim: int, *, proj_dim: int, pred_dim: int,
+                 fix_predictor_lr: bool):
+        """Settings are ``pretrain.simsiam`` of the config, required: the schema alone holds their defaults."""
         super().__init__()
         self.fix_predictor_lr = fix_predictor_lr
         self.projector = simsiam_projector(feature_dim, proj_dim)

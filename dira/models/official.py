@@ -16,7 +16,7 @@ tensor fits: the result loads strictly into :class:`dira.models.unet.UNet` and i
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -80,24 +80,26 @@ def split_release(weights: Mapping[str, torch.Tensor], source: str) -> tuple[str
                      f"first keys: {list(weights)[:4]}")
 
 
-def import_official(path: Path, out_dir: Path) -> None:
+def import_official(path: Path, out_dir: Path, decoder_channels: Sequence[int]) -> None:
     """Write ``encoder.pt``, ``unet.pt`` and ``meta.json`` to ``out_dir``.
 
     An encoder-only release (the ``di`` mode) still gets a ``unet.pt``, whose decoder is freshly initialised
-    (seed 0) and says so in ``meta.json``: segmentation then fine-tunes it as any encoder-only init.
+    (seed 0) with ``decoder_channels`` (``model.decoder_channels`` of the run, which the fine-tuning U-Net
+    has) and says so in ``meta.json``: segmentation then fine-tunes it as any encoder-only init.
     """
     weights = unwrap(load_torch(path), str(path))
     backbone, encoder, unet = split_release(weights, str(path))
     decoder = "from the release"
     if unet is None:
         torch.manual_seed(0)
-        model = UNet(backbone)
+        model = UNet(backbone, decoder_channels)
         model.encoder.load_state_dict(encoder)
         unet, decoder = model.state_dict(), "randomly initialised (seed 0): the release has no decoder"
     save_torch(out_dir / "encoder.pt", encoder)
     save_torch(out_dir / "unet.pt", unet)
     write_json(out_dir / "meta.json", {
         "source": str(path), "sha256": hashlib.sha256(path.read_bytes()).hexdigest(), "backbone": backbone,
-        "decoder": decoder, "files": ["encoder.pt", "unet.pt"], "provenance": provenance(),
+        "decoder": decoder, "files": ["encoder.pt", "unet.pt"],
+        "provenance": provenance({"model": {"decoder_channels": list(decoder_channels)}}),
     })
     print(f"{path}: {backbone}, decoder {decoder} -> {out_dir}")

@@ -97,8 +97,9 @@ class UNetDecoder(nn.Module):
 class UNet(nn.Module):
     """ResNet U-Net; ``forward`` returns logits (the restoration and the segmentation losses apply sigmoid)."""
 
-    def __init__(self, backbone: str, decoder_channels: Sequence[int] = (256, 128, 64, 32, 16),
-                 out_channels: int = 1):
+    def __init__(self, backbone: str, decoder_channels: Sequence[int], out_channels: int = 1):
+        """``backbone`` and ``decoder_channels`` are the ``model`` section's, required: the schema holds their
+        defaults. ``out_channels`` is structural (one grey restoration, or one mask)."""
         super().__init__()
         self.backbone = backbone
         self.encoder = ResNetEncoder(backbone)

@@ -21,8 +21,7 @@ import numpy as np
 import pandas as pd
 
 from dira.errors import InputError
-from dira.eval.localization import ANY_THRESHOLD
-from dira.eval.localize import accuracy_from_boxes
+from dira.eval.localization import ANY_THRESHOLD, accuracy_from_boxes
 from dira.eval.statistics import stars, summarize, ttest_p
 from dira.io import write_text
 from dira.report import style

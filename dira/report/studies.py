@@ -6,6 +6,8 @@ run counts and p-values are copied, so a study table cannot disagree with the ta
 Each input is named with its task and label fraction (``TASK[:FRACTION]=PATH``) and checked against
 the table's own columns. The CSV is long (one row per task, fraction and initialisation, in percent);
 the Markdown prints the paper's layout with the published value and the difference "this run − paper".
+A supervised baseline that the run trained is an ordinary row; one it did not train (no ImageNet file) keeps
+the paper's value alone, marked †.
 """
 
 from __future__ import annotations
@@ -23,7 +25,8 @@ from dira.eval.statistics import stars
 from dira.io import write_text
 from dira.report import style
 from dira.report.paper_values import SOURCE, PaperValue, paper_reference
-from dira.report.tables import P_VALUE_NOTE, code_line, read_table
+from dira.report.style import init_order
+from dira.report.tables import P_VALUE_NOTE, code_line, read_table, split_init
 
 KINDS = ("transfer", "ablation", "fraction")
 STUDY_COLUMNS = [
@@ -126,27 +129,16 @@ def build_study(kind: str, results: pd.DataFrame,
 
 
 def _reference_rows(results: pd.DataFrame, reference: dict[tuple[str, str, float], PaperValue]) -> pd.DataFrame:
-    """Rows for the paper's supervised baselines, which this pipeline does not train: paper values only."""
+    """Paper-only rows (n = 0) for the supervised baselines the run did not train on a task."""
+    trained = set(zip(results["task"], results["init"], strict=True))
     rows = []
     for task, metric in dict(zip(results["task"], results["metric"], strict=True)).items():
         for init in style.REFERENCE_INITS:
-            if (init, task, 1.0) in reference:
+            if (init, task, 1.0) in reference and (task, init) not in trained:
                 rows.append({"task": task, "fraction": 1.0, "metric": metric, "init": init, "method": init,
                              "variant": "", "n": 0, "mean_pct": math.nan, "std_pct": math.nan, "baseline": "",
                              "p_value": math.nan, "source": ""})
     return pd.DataFrame(rows, columns=results.columns)
-
-
-def init_order(init: str) -> tuple[int, int, str, int]:
-    """Random first, then the methods in the paper's order (base, dir, dira), then the paper-only rows."""
-    if init in style.REFERENCE_INITS:
-        return (2, list(style.REFERENCE_INITS).index(init), "", 0)
-    if init == "random":
-        return (0, 0, "", 0)
-    method, _, variant = init.rpartition("_")
-    known = list(style.METHOD_NAMES)
-    rank = known.index(method) if method in known else len(known)
-    return (1, rank, method, style.VARIANTS.index(variant) if variant in style.VARIANTS else len(style.VARIANTS))
 
 
 # --------------------------------------------------------------------------- Markdown
@@ -193,12 +185,10 @@ def render_study(kind: str, study: pd.DataFrame, specs: Sequence[TableSpec]) -> 
     metric_of = dict(zip(study["task"], study["metric"], strict=False))
     tasks = list(dict.fromkeys(study["task"]))
     inits = sorted(set(study["init"]), key=init_order)
+    paper_only = paper_only_inits(study)
 
     def init_label(init: str) -> str:
-        if init in style.REFERENCE_INITS:
-            return style.REFERENCE_INITS[init] + " †"
-        method, variant = ("random", "") if init == "random" else tuple(init.rsplit("_", 1))
-        return style.init_label(method, variant)
+        return style.init_label(*split_init(init)) + (" †" if init in paper_only else "")
 
     title = {"transfer": "Transfer to the downstream tasks (paper Table 2, Fig. 4)",
              "ablation": "Ablation of restoration and adversary (paper Table 4)",
@@ -242,12 +232,18 @@ def render_study(kind: str, study: pd.DataFrame, specs: Sequence[TableSpec]) -> 
         "",
         f"paper: {SOURCE}, as printed ({printed}); its marks are its own (>*** p < 0.0001, ↓ a significant drop). "
         "Δ = this run − paper, in percentage points."
-        + (" † the paper's supervised baselines, not trained by this pipeline." if kind == "transfer" else ""),
+        + (" † a supervised baseline this run did not train (no weights): the paper's value only."
+           if paper_only else ""),
         "",
         f"Compiled by {code_line()} from "
         + ", ".join(f"{s.path} ({s.task}, {style.fraction_label(s.fraction)})" for s in specs) + ".",
     ]
     return "\n".join(lines) + "\n"
+
+
+def paper_only_inits(study: pd.DataFrame) -> set[str]:
+    """Inits with no run of ours on any task of the study (the † rows of the transfer table)."""
+    return set(study["init"]) - set(study.loc[study["n"] > 0, "init"])
 
 
 def compare(kind: str, specs: Sequence[TableSpec], out_csv: Path, out_md: Path) -> None:

@@ -1,7 +1,9 @@
 """How initialisations look in every table and figure: one colour per method, one shade per variant.
 
 Keeping names and colours here means a method is recognisable at a glance across all figures, and
-its DiRA variant always reads as the saturated version of the same colour.
+its DiRA variant always reads as the saturated version of the same colour. Names, titles and variants
+come from :mod:`dira.registry`; a baseline initialisation (random, the supervised ones) is a "method"
+without a variant.
 """
 
 from __future__ import annotations
@@ -10,19 +12,23 @@ import zlib
 
 from matplotlib import colors
 
+from dira import registry
+
 FIGURE_SIZE = (6.4, 4.0)  # inches; at DPI this is 1920×1200 px
 DPI = 300
 
-METHOD_NAMES = {"random": "Random", "mocov2": "MoCo-v2", "barlowtwins": "Barlow Twins", "simsiam": "SimSiam"}
-TASK_NAMES = {"chestxray14": "ChestX-ray14", "chexpert": "CheXpert", "siim": "SIIM-ACR", "montgomery": "Montgomery"}
+# Baselines first, in the registry's order (Table 2's rows: random, supervised ImageNet, supervised CXR14).
+METHOD_NAMES = {**{i.name: i.title for i in registry.BASELINE_INITS.values()},
+                **{m.name: m.title for m in registry.METHODS.values()}}
+TASK_NAMES = {t.name: registry.DATASETS[t.dataset].title for t in registry.TASKS.values()}
 METRIC_NAMES = {"auc": "AUC", "dice": "Dice"}
-# Initialisations the paper compares with that are not '<method>_<variant>' runs of this pipeline.
-REFERENCE_INITS = {"supervised_imagenet": "Supervised (ImageNet)",
-                   "supervised_chestxray14": "Supervised (ChestX-ray14)"}
-METHOD_COLOURS = {"random": "#8c8c8c", "mocov2": "#1f5fa8", "barlowtwins": "#c0392b", "simsiam": "#2e8b57"}
+# Initialisations the paper compares with that a run may leave untrained (then Table 2 prints the paper's value).
+REFERENCE_INITS = {name: init.title for name, init in registry.BASELINE_INITS.items() if name != "random"}
+METHOD_COLOURS = {"random": "#8c8c8c", "supervised_imagenet": "#5b4a3f", "supervised_chestxray14": "#b8860b",
+                  "mocov2": "#1f5fa8", "barlowtwins": "#c0392b", "simsiam": "#2e8b57"}
 _FALLBACK_COLOURS = ("#7b3294", "#e08214", "#008b8b", "#8c510a")
 
-VARIANTS = ("base", "dir", "dira")
+VARIANTS = tuple(registry.VARIANTS)
 # How far each variant's colour is mixed towards white, and its hatch: the full method is the
 # strongest colour, so "more DiRA" reads as "darker" in every chart.
 VARIANT_LIGHTEN = {"": 0.0, "base": 0.6, "dir": 0.3, "dira": 0.0}
@@ -54,6 +60,17 @@ def init_label(method: str, variant: str) -> str:
     if variant == "dira":
         return f"DiRA_{name}"
     return name
+
+
+def init_order(init: str) -> tuple[int, int, str, int]:
+    """Table 2's row order: the baselines in the registry's order, then each method's base, dir, dira
+    (methods in the registry's order, unknown ones last)."""
+    if init in registry.BASELINE_INITS:
+        return (0, list(registry.BASELINE_INITS).index(init), "", 0)
+    method, _, variant = init.rpartition("_")
+    methods = list(registry.METHODS)
+    rank = methods.index(method) if method in methods else len(methods)
+    return (1, rank, method, VARIANTS.index(variant) if variant in VARIANTS else len(VARIANTS))
 
 
 def method_colour(method: str) -> str:

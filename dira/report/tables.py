@@ -17,6 +17,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from dira import registry
 from dira.errors import InputError
 from dira.eval.metrics import score_predictions
 from dira.eval.statistics import stars, summarize, ttest_p
@@ -41,12 +42,14 @@ class RunResult:
 
 
 def split_init(init: str) -> tuple[str, str]:
-    """'random' -> ('random', ''); 'barlow_twins_dira' -> ('barlow_twins', 'dira')."""
-    if init == "random":
-        return "random", ""
+    """(method, variant): a baseline is its own method without a variant ('supervised_imagenet' ->
+    ('supervised_imagenet', '')); 'barlow_twins_dira' -> ('barlow_twins', 'dira')."""
+    if init in registry.BASELINE_INITS:
+        return init, ""
     method, _, variant = init.rpartition("_")
     if not method or variant not in style.VARIANTS:
-        raise ValueError(f"init '{init}' is neither 'random' nor '<method>_<{'|'.join(style.VARIANTS)}>'")
+        raise ValueError(f"init '{init}' is neither a baseline ({', '.join(registry.BASELINE_INITS)}) "
+                         f"nor '<method>_<{'|'.join(style.VARIANTS)}>'")
     return method, variant
 
 
@@ -83,7 +86,8 @@ def read_run(task: str, run_dir: Path) -> RunResult:
 
 
 def build_table(task: str, runs: list[RunResult]) -> pd.DataFrame:
-    """One row per init: random first, then each method's base, dir, dira."""
+    """One row per init in Table 2's order (:func:`style.init_order`): the baselines, then each method's
+    base, dir, dira."""
     metrics = {run.metric for run in runs}
     if len(metrics) != 1:
         raise InputError(f"runs of task '{task}' mix metrics {sorted(metrics)}")
@@ -102,12 +106,8 @@ def build_table(task: str, runs: list[RunResult]) -> pd.DataFrame:
             raise InputError(f"{group[0].run_dir.parent}: the same seed is listed twice")
         group.sort(key=lambda run: run.seed)
 
-    def order(init: str) -> tuple[int, str, int]:
-        method, variant = split_init(init)
-        return (0, "", 0) if method == "random" else (1, method, style.VARIANTS.index(variant))
-
     rows = []
-    for init in sorted(by_init, key=order):
+    for init in sorted(by_init, key=style.init_order):
         method, variant = split_init(init)
         values = [run.value for run in by_init[init]]
         mean, std, n = summarize(values)

@@ -1,1 +1,4 @@
-"""Training stage: the pre-training and fine-tuning loops, checkpoints and resume, devices and seeding."""
+"""Training stage: the pre-training and fine-tuning loops, checkpoints and resume.
+
+Devices, threads, seeding and collectives live below it, in :mod:`dira.runtime`.
+"""

@@ -27,8 +27,10 @@ class LARS(torch.optim.Optimizer):
     Parameter groups with ``lars_adaptation=False`` (biases, norms) take plain SGD-momentum steps.
     """
 
-    def __init__(self, params: Iterable[Any], lr: float, momentum: float = 0.9, weight_decay: float = 0.0,
-                 eta: float = 0.001, lars_adaptation: bool = True):
+    def __init__(self, params: Iterable[Any], lr: float, *, momentum: float, weight_decay: float, eta: float,
+                 lars_adaptation: bool):
+        # No defaults: the values come from the method's ``optimizer`` section (the schema holds the paper's);
+        # as in torch's optimisers, each applies to the parameter groups that do not set their own.
         defaults = {"lr": lr, "momentum": momentum, "weight_decay": weight_decay, "eta": eta,
                     "lars_adaptation": lars_adaptation}
         super().__init__(params, defaults)
@@ -99,7 +101,8 @@ def build_optimizer(groups: list[dict[str, Any]], settings: dict[str, Any]) -> t
                                weight_decay=settings["weight_decay"])
     if settings["name"] == "lars":
         return LARS(groups, lr=groups[0]["lr"], momentum=settings["momentum"],
-                    weight_decay=settings["weight_decay"], eta=settings["eta"])
+                    weight_decay=settings["weight_decay"], eta=settings["eta"],
+                    lars_adaptation=True)  # every group of parameter_groups sets its own
     raise ValueError(f"unknown optimizer '{settings['name']}' (choose from sgd, lars)")
 
 

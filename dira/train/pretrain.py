@@ -2,7 +2,8 @@
 
 Variants and their stages (appendix C.1):
 
-- ``base``: discrimination only, the original method's schedule (the reference's ``di`` mode).
+- ``base``: discrimination only, the original method's schedule (``pretrain.<method>.epochs``; the
+  reference's ``di`` mode).
 - ``dir``:  continues from ``base`` with discrimination + restoration for warm-up + adversarial epochs.
 - ``dira``: continues from ``base``; discrimination + restoration warm-up, then all three losses.
 
@@ -23,20 +24,23 @@ from typing import Any
 import torch
 
 from dira.data.cache import SplitCache
-from dira.data.distortions import DistortionProbabilities
-from dira.data.views import TwoViewDataset, ViewSettings
+from dira.data.view_recipe import ViewRecipe
+from dira.data.views import Restoration, TwoViewDataset
 from dira.errors import InputError
 from dira.io import load_torch, save_torch, write_json
 from dira.methods.dira import STAGES, DiRA, Stage, build_dira
 from dira.provenance import provenance
-from dira.train import checkpoint, distributed
+from dira.registry import VARIANTS
+from dira.runtime import distributed
+from dira.runtime.device import configure_threads, resolve_device
+from dira.runtime.rng import seed_everything
+from dira.stages import select, stage_keys
+from dira.train import checkpoint
 from dira.train.history import History
 from dira.train.pretrainer import Pretrainer, TrainingDiverged
-from dira.train.runtime import configure_threads, resolve_device, seed_everything
 
 log = logging.getLogger(__name__)
 
-VARIANTS = ("base", "dir", "dira")
 __all__ = ["TrainingDiverged", "pretrain", "stage_plan"]
 
 
@@ -46,15 +50,17 @@ class StagePlan:
     epochs: int
 
 
-def stage_plan(variant: str, epochs: dict[str, int]) -> list[StagePlan]:
+def stage_plan(method: str, variant: str, settings: dict[str, Any]) -> list[StagePlan]:
+    """Stages of one run from the validated ``pretrain`` section: 'base' follows the method's own schedule."""
+    epochs = settings["epochs"]
     if variant == "base":
-        return [StagePlan(STAGES["di"], epochs["discrimination"])]
+        return [StagePlan(STAGES["di"], settings[method]["epochs"])]
     if variant == "dir":
         return [StagePlan(STAGES["dir"], epochs["restoration_warmup"] + epochs["adversarial"])]
     if variant == "dira":
         return [StagePlan(STAGES["dir"], epochs["restoration_warmup"]),
                 StagePlan(STAGES["dira"], epochs["adversarial"])]
-    raise InputError(f"unknown variant '{variant}' (choose from {', '.join(VARIANTS)})")
+    raise InputError(f"unknown variant '{variant}' (choose from {', '.join(VARIANTS)})")  # the registry's
 
 
 def load_initial_weights(model: DiRA, path: Path) -> None:
@@ -69,7 +75,7 @@ def load_initial_weights(model: DiRA, path: Path) -> None:
 def pretrain(method: str, variant: str, train_h5: Path, val_h5: Path, out_dir: Path, init: Path | None,
              state_dir: Path | None, config: dict[str, Any]) -> None:
     settings = config["pretrain"]
-    plan = stage_plan(variant, settings["epochs"])
+    plan = stage_plan(method, variant, settings)
     if (variant == "base") != (init is None):
         raise InputError(f"variant '{variant}' " + ("takes no --init" if variant == "base"
                                                     else "needs --init: the 'base' run's method.pt"))
@@ -97,10 +103,11 @@ def _pretrain(method: str, variant: str, plan: list[StagePlan], train_h5: Path, 
         torch.backends.cudnn.benchmark = True  # fixed input sizes: let cuDNN pick its fastest kernels once
     distributed.broadcast_state(model)
 
-    views = ViewSettings.from_config(settings["views"])
-    distortions = DistortionProbabilities(**settings["distortion"])
-    train_set = TwoViewDataset(SplitCache(train_h5), views, distortions, settings["seed"], settings["max_images"])
-    val_set = TwoViewDataset(SplitCache(val_h5), views, distortions, settings["seed"])
+    recipe, restoration = ViewRecipe.from_config(settings[method]["views"]), Restoration.from_config(settings)
+    size = config["model"]["input_size"]
+    train_set = TwoViewDataset(SplitCache(train_h5), recipe, restoration, size, settings["seed"],
+                               settings["max_images"])
+    val_set = TwoViewDataset(SplitCache(val_h5), recipe, restoration, size, settings["seed"], None)
     state_dir = state_dir or out_dir.parent / ".state" / out_dir.name
     job = {"method": method, "variant": variant, "model": config["model"], "pretrain": settings,
            "processes": ctx.world_size}
@@ -166,10 +173,10 @@ def _export(state_dir: Path, out_dir: Path, config: dict[str, Any], job: dict[st
     write_json(out_dir / "meta.json", {
         "method": job["method"], "variant": job["variant"], "backbone": config["model"]["backbone"],
         "stages": [{"stage": p.stage.name, "epochs": p.epochs}
-                   for p in stage_plan(job["variant"], job["pretrain"]["epochs"])],
+                   for p in stage_plan(job["method"], job["variant"], job["pretrain"])],
         "best_epoch_of_last_stage": trainer.best_epoch, "best_val_loss": trainer.best_val,
         "files": {"encoder.pt": "torchvision ResNet state dict without fc",
                   "unet.pt": "U-Net state dict (smp Unet key layout)",
                   "method.pt": "all pre-training weights (U-Net, heads, momentum encoder, queue, discriminator)"},
-        "provenance": provenance({k: config[k] for k in ("device", "threads", "model", "pretrain")}),
+        "provenance": provenance(select(config, stage_keys("pretrain", method=job["method"]))),
     })

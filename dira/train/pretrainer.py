@@ -17,8 +17,9 @@ from tqdm import tqdm
 from dira.data.views import VALIDATION_EPOCH, TwoViewDataset
 from dira.errors import InputError
 from dira.methods.dira import DiRA, Stage
+from dira.runtime import distributed
 from dira.seeding import derive_seed
-from dira.train import checkpoint, distributed, optim
+from dira.train import checkpoint, optim
 from dira.train.history import History
 
 

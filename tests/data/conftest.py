@@ -8,15 +8,15 @@ from types import SimpleNamespace
 
 import pytest
 
-from dira.data.prepare import prepare_dataset
+from dira.data.prepare import DATASETS, prepare_dataset
 from dira.data.synthetic.chestxray14 import write_chestxray14
 from dira.data.synthetic.chexpert import write_chexpert
 
 SPEC = SimpleNamespace(patients=40, png_size=96, seed=3, cache_size=32)
 
 
-def _prepare_config(**prepare) -> dict:
-    return {"prepare": {"image_size": SPEC.cache_size, "workers": 1, **prepare}}
+def _prepare_config(cache_size: int = SPEC.cache_size, **prepare) -> dict:
+    return {"prepare": {"workers": 1, **prepare}, "datasets": {name: {"cache_size": cache_size} for name in DATASETS}}
 
 
 @pytest.fixture(scope="session")
@@ -27,7 +27,7 @@ def cxr14_spec() -> SimpleNamespace:
 
 @pytest.fixture(scope="session")
 def prepare_config():
-    """``prepare_config(workers=2)`` -> a config for ``prepare_dataset`` at the tests' cache size."""
+    """``prepare_config(workers=2)`` -> a config for ``prepare_dataset``, every dataset at the tests' cache size."""
     return _prepare_config
 
 
@@ -77,8 +77,7 @@ def chexpert_copy(chexpert_root, tmp_path) -> Path:
 @pytest.fixture(scope="session")
 def chexpert_caches(chexpert_root, tmp_path_factory) -> Path:
     out = tmp_path_factory.mktemp("chexpert_h5")
-    prepare_dataset("chexpert", chexpert_root, out, {"prepare": {"image_size": CHEXPERT_SPEC.cache_size,
-                                                                 "workers": 1}})
+    prepare_dataset("chexpert", chexpert_root, out, _prepare_config(CHEXPERT_SPEC.cache_size))
     return out
 
 
@@ -112,7 +111,7 @@ def siim_copy(siim_root, tmp_path) -> Path:
 @pytest.fixture(scope="session")
 def siim_caches(siim_root, tmp_path_factory) -> Path:
     out = tmp_path_factory.mktemp("siim_h5")
-    prepare_dataset("siim", siim_root, out, _prepare_config(image_size=SIIM_SPEC.cache_size))
+    prepare_dataset("siim", siim_root, out, _prepare_config(SIIM_SPEC.cache_size))
     return out
 
 
@@ -139,5 +138,5 @@ def montgomery_copy(montgomery_root, tmp_path) -> Path:
 @pytest.fixture(scope="session")
 def montgomery_caches(montgomery_root, tmp_path_factory) -> Path:
     out = tmp_path_factory.mktemp("montgomery_h5")
-    prepare_dataset("montgomery", montgomery_root, out, _prepare_config(image_size=MONTGOMERY_SPEC.cache_size))
+    prepare_dataset("montgomery", montgomery_root, out, _prepare_config(MONTGOMERY_SPEC.cache_size))
     return out

@@ -24,7 +24,8 @@ def pixels_and_codes(path):
 
 def test_logistic_regression_on_64px_pixels_beats_chance_on_the_competition_labels(tmp_path):
     root = write_chexpert(tmp_path / "raw", patients=150, image_size=96, seed=11)
-    prepare_dataset("chexpert", root, tmp_path / "h5", {"prepare": {"image_size": 64, "workers": 1}})
+    prepare_dataset("chexpert", root, tmp_path / "h5",
+                    {"prepare": {"workers": 1}, "datasets": {"chexpert": {"cache_size": 64}}})
     x_train, codes_train = pixels_and_codes(tmp_path / "h5" / "train.h5")
     x_test, codes_test = pixels_and_codes(tmp_path / "h5" / "test.h5")  # valid.csv: held-out patients, 0/1 only
     mean, std = x_train.mean(axis=0), x_train.std(axis=0) + 1e-3

@@ -20,8 +20,8 @@ SPLITS = ("train", "val", "test")
 
 
 def config(cache_size: int, on_bad_sample: str = "error", **chexpert) -> dict:
-    return {"prepare": {"image_size": cache_size, "workers": 1, "on_bad_sample": on_bad_sample},
-            "datasets": {"chexpert": chexpert}}
+    return {"prepare": {"workers": 1, "on_bad_sample": on_bad_sample},
+            "datasets": {"chexpert": {"cache_size": cache_size, **chexpert}}}
 
 
 @pytest.fixture(scope="module")
@@ -92,7 +92,7 @@ def test_cli_synth_then_prepare(tmp_path, capsys):
     assert main(["synth", "chexpert", "--out", str(tmp_path / "raw"), "--count", "10", "--image-size", "48"]) == 0
     root = tmp_path / "raw" / "CheXpert-v1.0-small"
     assert main(["prepare", "chexpert", "--root", str(root), "--out", str(tmp_path / "h5"),
-                 "--config", '{"prepare": {"image_size": 32, "workers": 2}}']) == 0
+                 "--config", '{"prepare": {"workers": 2}, "datasets": {"chexpert": {"cache_size": 32}}}']) == 0
     assert "chexpert (synthetic, test = valid.csv): train" in capsys.readouterr().out
     assert sorted(p.name for p in (tmp_path / "h5").iterdir()) == ["bad_samples.csv", "test.h5", "train.h5", "val.h5"]
 

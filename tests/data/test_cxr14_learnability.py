@@ -23,7 +23,7 @@ def pixels_and_labels(path):
 
 def test_logistic_regression_on_64px_pixels_beats_chance(tmp_path):
     write_chestxray14(tmp_path / "raw", patients=150, image_size=128, seed=11)
-    config = {"prepare": {"image_size": 64, "workers": 1}}
+    config = {"prepare": {"workers": 1}, "datasets": {"chestxray14": {"cache_size": 64}}}
     prepare_dataset("chestxray14", tmp_path / "raw", tmp_path / "h5", config)
     x_train, y_train = pixels_and_labels(tmp_path / "h5" / "train.h5")
     x_test, y_test = pixels_and_labels(tmp_path / "h5" / "test.h5")  # held-out patients

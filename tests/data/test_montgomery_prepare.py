@@ -140,7 +140,7 @@ def test_cli_synth_then_prepare_from_the_folder_holding_montgomeryset(tmp_path, 
     assert main(["synth", "montgomery", "--out", str(tmp_path / "raw"), "--count", "8", "--image-size", "64"]) == 0
     assert (tmp_path / "raw" / "MontgomerySet" / "CXR_png").is_dir()
     assert main(["prepare", "montgomery", "--root", str(tmp_path / "raw"), "--out", str(tmp_path / "h5"),
-                 "--config", '{"prepare": {"image_size": 32, "workers": 1}}']) == 0
+                 "--config", '{"prepare": {"workers": 1}, "datasets": {"montgomery": {"cache_size": 32}}}']) == 0
     assert "montgomery (synthetic): train" in capsys.readouterr().out
     assert main(["prepare", "montgomery", "--root", str(tmp_path), "--out", str(tmp_path / "h5")]) == 2
     assert "CXR_png: Montgomery image folder not found" in capsys.readouterr().err

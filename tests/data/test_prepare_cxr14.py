@@ -86,7 +86,7 @@ def test_images_are_the_pngs_resized(caches, cxr14_root, cxr14_spec):
 def test_attributes_record_source_manifest_and_provenance(caches, cxr14_root, cxr14_spec):
     for split, cache in caches.items():
         attrs = cache.attrs
-        assert (attrs["dataset"], attrs["split"], attrs["image_size"]) == ("chestxray14", split,
+        assert (attrs["dataset"], attrs["split"], attrs["cache_size"]) == ("chestxray14", split,
                                                                            cxr14_spec.cache_size)
         assert attrs["source"] == "synthetic"
         manifest = attrs["manifest"]
@@ -97,13 +97,13 @@ def test_attributes_record_source_manifest_and_provenance(caches, cxr14_root, cx
         assert manifest["images"] == {s: len(c) for s, c in caches.items()}
         assert manifest["synthetic"]["seed"] == cxr14_spec.seed
         config = attrs["provenance"]["config"]
-        assert config["prepare"]["image_size"] == cxr14_spec.cache_size
+        assert config["datasets"]["chestxray14"]["cache_size"] == cxr14_spec.cache_size
         assert config["datasets"]["chestxray14"]["source"] == "real"  # the schema default, recorded as run
 
 
 def test_rgba_png_is_flattened_to_grey(tmp_path, cxr14_root, prepare_config):
     rgba = next(p for p in sorted((cxr14_root / "images").iterdir()) if Image.open(p).mode == "RGBA")
-    prepare_dataset("chestxray14", cxr14_root, tmp_path, prepare_config(image_size=96))
+    prepare_dataset("chestxray14", cxr14_root, tmp_path, prepare_config(cache_size=96))
     for split in SPLITS:
         with h5py.File(tmp_path / f"{split}.h5") as f:
             ids = list(f["ids"].asstr()[()])
@@ -113,6 +113,16 @@ def test_rgba_png_is_flattened_to_grey(tmp_path, cxr14_root, prepare_config):
                 assert np.array_equal(f["images"][ids.index(rgba.name)], grey)  # 96 -> 96: no resampling
                 return
     pytest.fail(f"{rgba.name} not in any cache")
+
+
+def test_each_dataset_is_cached_at_its_own_cache_size(tmp_path, cxr14_root):
+    config = {"prepare": {"workers": 1},
+              "datasets": {"chestxray14": {"cache_size": 40}, "chexpert": {"cache_size": 56}}}
+    prepare_dataset("chestxray14", cxr14_root, tmp_path, config)
+    for split in SPLITS:
+        with h5py.File(tmp_path / f"{split}.h5") as f:
+            assert f["images"].shape[1:] == (40, 40) and f["images"].chunks == (1, 40, 40)
+            assert f.attrs["cache_size"] == 40
 
 
 def test_parallel_workers_write_the_same_images(tmp_path, cxr14_caches, cxr14_root, prepare_config):
@@ -127,7 +137,7 @@ def test_cli_synth_then_prepare(tmp_path, capsys):
     assert main(["synth", "chestxray14", "--out", str(tmp_path / "raw"), "--patients", "10",
                  "--image-size", "64", "--seed", "2"]) == 0
     assert main(["prepare", "chestxray14", "--root", str(tmp_path / "raw"), "--out", str(tmp_path / "h5"),
-                 "--config", '{"prepare": {"image_size": 32, "workers": 1}}']) == 0
+                 "--config", '{"prepare": {"workers": 1}, "datasets": {"chestxray14": {"cache_size": 32}}}']) == 0
     assert "chestxray14 (synthetic): train" in capsys.readouterr().out
     assert sorted(p.name for p in (tmp_path / "h5").iterdir()) == ["test.h5", "train.h5", "val.h5"]
 

@@ -80,7 +80,7 @@ def test_attributes_record_the_source_and_settings(caches, siim_root, siim_spec)
     digest = hashlib.sha256((siim_root / "train-rle.csv").read_bytes()).hexdigest()
     for split, cache in caches.items():
         attrs = cache.attrs
-        assert (attrs["dataset"], attrs["split"], attrs["image_size"], attrs["source"], attrs["resampling"]) == (
+        assert (attrs["dataset"], attrs["split"], attrs["cache_size"], attrs["source"], attrs["resampling"]) == (
             "siim", split, siim_spec.cache_size, "synthetic", "nearest")
         assert attrs["manifest"]["files"]["train-rle.csv"]["sha256"] == digest
         assert attrs["manifest"]["synthetic"]["seed"] == siim_spec.seed
@@ -88,8 +88,8 @@ def test_attributes_record_the_source_and_settings(caches, siim_root, siim_spec)
 
 
 def test_same_seed_same_split_other_seed_other_split(siim_root, siim_caches, tmp_path, prepare_config):
-    prepare_dataset("siim", siim_root, tmp_path / "same", prepare_config(image_size=32))
-    prepare_dataset("siim", siim_root, tmp_path / "other", prepare_config(image_size=32, split_seed=1))
+    prepare_dataset("siim", siim_root, tmp_path / "same", prepare_config(cache_size=32))
+    prepare_dataset("siim", siim_root, tmp_path / "other", prepare_config(cache_size=32, split_seed=1))
     assert (tmp_path / "same" / "splits.json").read_bytes() == (siim_caches / "splits.json").read_bytes()
     other = json.loads((tmp_path / "other" / "splits.json").read_text())
     assert other["seed"] == 1 and other["test"] != json.loads((siim_caches / "splits.json").read_text())["test"]
@@ -121,7 +121,7 @@ def test_a_plan_less_some_rows_renumbers_its_boxes():
 def test_cli_synth_then_prepare(tmp_path, capsys):
     assert main(["synth", "siim", "--out", str(tmp_path / "raw"), "--count", "12", "--image-size", "64"]) == 0
     assert main(["prepare", "siim", "--root", str(tmp_path / "raw"), "--out", str(tmp_path / "h5"),
-                 "--config", '{"prepare": {"image_size": 32, "workers": 1}}']) == 0
+                 "--config", '{"prepare": {"workers": 1}, "datasets": {"siim": {"cache_size": 32}}}']) == 0
     assert "siim (synthetic): train" in capsys.readouterr().out
     assert sorted(p.name for p in (tmp_path / "h5").iterdir()) == [
         "bad_samples.csv", "splits.json", "test.h5", "train.h5", "val.h5"]

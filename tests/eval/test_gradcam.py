@@ -35,7 +35,7 @@ class QuadrantClassifier(nn.Module):
 def test_a_model_that_looks_at_one_quadrant_lights_that_quadrant(quadrant):
     model = QuadrantClassifier().eval()
     images = torch.rand(1, 3, SIZE, SIZE) + 0.5  # positive everywhere: all four quadrants carry signal
-    cam = grad_cam(model, model.features, images, torch.tensor([quadrant]))[0]
+    cam = grad_cam(model, model.features, images, torch.tensor([quadrant]), relu=True)[0]
     assert cam.shape == (SIZE, SIZE)
     lit = cam > 1e-6
     assert torch.equal(lit, model.windows[quadrant].bool())
@@ -45,9 +45,9 @@ def test_each_sample_of_a_batch_gets_its_own_class():
     model = QuadrantClassifier().eval()
     images = torch.rand(4, 3, SIZE, SIZE) + 0.5
     classes = torch.tensor([3, 0, 2, 1])
-    batched = grad_cam(model, model.features, images, classes)
+    batched = grad_cam(model, model.features, images, classes, relu=True)
     for i in range(4):
-        alone = grad_cam(model, model.features, images[i:i + 1], classes[i:i + 1])[0]
+        alone = grad_cam(model, model.features, images[i:i + 1], classes[i:i + 1], relu=True)[0]
         torch.testing.assert_close(batched[i], alone)
         assert torch.equal(batched[i] > 1e-6, model.windows[classes[i]].bool())
 
@@ -55,7 +55,7 @@ def test_each_sample_of_a_batch_gets_its_own_class():
 def test_resnet_maps_come_at_the_input_size_and_leave_no_gradients_behind():
     model = build_classifier("resnet18", 14, None).eval()
     images = torch.rand(2, 3, 64, 64)
-    cams = grad_cam(model, model.layer4, images, torch.tensor([0, 5]))
+    cams = grad_cam(model, model.layer4, images, torch.tensor([0, 5]), relu=True)
     assert cams.shape == (2, 64, 64) and (cams >= 0).all() and cams.dtype == torch.float32
     assert all(p.grad is None for p in model.parameters())
 
@@ -63,9 +63,9 @@ def test_resnet_maps_come_at_the_input_size_and_leave_no_gradients_behind():
 def test_training_mode_and_mismatched_classes_are_refused():
     model = QuadrantClassifier()
     with pytest.raises(ValueError, match="eval mode"):
-        grad_cam(model.train(), model.features, torch.rand(1, 3, SIZE, SIZE), torch.tensor([0]))
+        grad_cam(model.train(), model.features, torch.rand(1, 3, SIZE, SIZE), torch.tensor([0]), relu=True)
     with pytest.raises(ValueError, match="one class per image"):
-        grad_cam(model.eval(), model.features, torch.rand(2, 3, SIZE, SIZE), torch.tensor([0]))
+        grad_cam(model.eval(), model.features, torch.rand(2, 3, SIZE, SIZE), torch.tensor([0]), relu=True)
 
 
 def test_relu_off_keeps_evidence_against_the_class():
@@ -73,7 +73,7 @@ def test_relu_off_keeps_evidence_against_the_class():
     with torch.no_grad():
         model.head.weight.mul_(-1)  # each class now counts its quadrant against itself
     images = torch.rand(1, 3, SIZE, SIZE) + 0.5
-    clipped = grad_cam(model, model.features, images, torch.tensor([1]))[0]
+    clipped = grad_cam(model, model.features, images, torch.tensor([1]), relu=True)[0]
     signed = grad_cam(model, model.features, images, torch.tensor([1]), relu=False)[0]
     assert torch.count_nonzero(clipped) == 0  # Grad-CAM proper: nothing speaks for the class
     assert torch.equal(signed < 0, model.windows[1].bool())  # the signed map still shows where the model looks

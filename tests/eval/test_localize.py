@@ -14,7 +14,8 @@ from dira.data.cache import CacheWriter
 from dira.data.labels import CHESTXRAY14_LABELS
 from dira.data.prepare import prepare_dataset
 from dira.data.synthetic.chestxray14 import write_chestxray14
-from dira.eval.localize import BOX_CLASSES, accuracy_from_boxes, localize
+from dira.eval.localization import BOX_CLASSES, accuracy_from_boxes
+from dira.eval.localize import localize
 from dira.models.classifier import build_classifier
 
 SIDE = 32
@@ -23,7 +24,7 @@ ORIGINAL = (320, 160)  # width, height: x scales by 10, y by 5 between cache and
 
 @pytest.fixture(scope="module")
 def config():
-    return validate({"device": "cpu", "threads": 1, "model": {"backbone": "resnet18"}})
+    return validate({"device": "cpu", "threads": 1, "model": {"backbone": "resnet18", "input_size": SIDE}})
 
 
 @pytest.fixture(scope="module")
@@ -34,10 +35,11 @@ def model_pt(tmp_path_factory):
     return path
 
 
-def _write_boxed_test(path, boxes, box_index, box_labels, n_images=3):
-    with CacheWriter(path, n_images, SIDE, attrs={"dataset": "chestxray14", "split": "test"}) as writer:
+def _write_boxed_test(path, boxes, box_index, box_labels, n_images=3, images=None):
+    side = SIDE if images is None else images.shape[-1]
+    with CacheWriter(path, n_images, side, attrs={"dataset": "chestxray14", "split": "test"}) as writer:
         for i in range(n_images):
-            writer.write_image(i, np.full((SIDE, SIDE), 40 * i, np.uint8), ORIGINAL)
+            writer.write_image(i, np.full((side, side), 40 * i, np.uint8) if images is None else images[i], ORIGINAL)
         writer.write_array("ids", [f"img{i}.png" for i in range(n_images)])
         writer.write_array("labels", np.zeros((n_images, 14), np.uint8), label_names=list(CHESTXRAY14_LABELS))
         writer.write_array("boxes", np.asarray(boxes, np.float32))
@@ -85,6 +87,31 @@ def test_heatmaps_lit_on_the_true_boxes_localize_every_box_exactly(tmp_path, con
         assert examples["images"].shape == examples["heatmaps"].shape == (2, SIDE, SIDE)
 
 
+def test_a_cache_larger_than_the_input_maps_boxes_back_to_the_original(tmp_path, config, model_pt, monkeypatch):
+    """Cache 64² of a 320×160 original, network input 32: the real resize and mapping, Grad-CAM = the image."""
+    effusion = CHESTXRAY14_LABELS.index("Effusion")
+    truth = (80, 40, 100, 50)  # original pixels: cache pixels x·0.2, y·0.4 -> columns 16-36, rows 16-36
+    images = np.zeros((3, 64, 64), np.uint8)
+    images[0, 16:36, 16:36] = 200
+    _write_boxed_test(tmp_path / "test.h5", [truth], box_index=[0], box_labels=[effusion], images=images)
+    seen = []
+
+    def image_as_cam(model, layer, inputs, classes, *, relu):
+        seen.append(tuple(inputs.shape))
+        return inputs[:, 0]  # the network's view of the image: its bright square is the evidence
+
+    monkeypatch.setattr(localize_module, "grad_cam", image_as_cam)
+    localize(model_pt, tmp_path, tmp_path / "out", init="random", seed=0, config=config)
+    assert seen == [(1, 3, SIDE, SIDE)]
+    boxes = pd.read_csv(tmp_path / "out/boxes.csv")
+    np.testing.assert_allclose(boxes[["x", "y", "w", "h"]].to_numpy(), [truth, truth])  # both thresholds
+    summary = json.loads((tmp_path / "out/localization.json").read_text())
+    assert (summary["heatmap_size"], summary["cache_size"]) == (SIDE, 64)
+    with np.load(tmp_path / "out/examples.npz") as examples:
+        assert examples["images"].shape == examples["heatmaps"].shape == (1, SIDE, SIDE)
+        np.testing.assert_allclose(examples["boxes"], [(8, 8, 10, 10)])  # the box at the network's 32 px
+
+
 def test_a_box_the_heatmap_misses_is_listed_and_counts_as_a_miss(tmp_path, config, model_pt, monkeypatch):
     atelectasis = CHESTXRAY14_LABELS.index("Atelectasis")
     _write_boxed_test(tmp_path / "test.h5", [(0, 0, 50, 50)], box_index=[1], box_labels=[atelectasis])
@@ -112,9 +139,11 @@ def test_bad_inputs_name_the_file(tmp_path, config, model_pt):
 def test_cli_on_synthetic_chestxray14_writes_recomputable_results(tmp_path, model_pt):
     raw = tmp_path / "raw"
     write_chestxray14(raw, patients=40, image_size=96, seed=3)
-    prepare_dataset("chestxray14", raw, tmp_path / "h5", {"prepare": {"image_size": 32, "workers": 1}})
+    prepare_dataset("chestxray14", raw, tmp_path / "h5",
+                    {"prepare": {"workers": 1}, "datasets": {"chestxray14": {"cache_size": 32}}})
     out = tmp_path / "loc/random/seed0"
-    settings = '{"device": "cpu", "threads": 1, "model": {"backbone": "resnet18"}}'
+    # a network input larger than the cache: heatmaps at 64 px, boxes still in the 96-px originals
+    settings = '{"device": "cpu", "threads": 1, "model": {"backbone": "resnet18", "input_size": 64}}'
     code = main(["localize", "--model", str(model_pt), "--data", str(tmp_path / "h5"), "--init", "random",
                  "--seed", "0", "--out", str(out), "--config", settings])
     assert code == 0

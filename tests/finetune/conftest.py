@@ -14,22 +14,25 @@ from dira.data.labels import CHESTXRAY14_LABELS
 from dira.data.sources.chexpert import CHEXPERT_LABELS
 
 IMAGE_SIZE = 32
+EVAL_RESIZE = 36  # validation / test images are resized to this before their 32-px crops
 SPLIT_SIZES = {"train": 48, "val": 16, "test": 24}
 
 
 def write_classification_split(path: Path, n: int, seed: int, label_names=CHESTXRAY14_LABELS,
-                               absent_classes: Sequence[int] = ()) -> None:
-    """Class c present <=> a bright 6×6 block in cell c of a 4×4 grid; ``absent_classes`` never occur."""
+                               absent_classes: Sequence[int] = (), size: int = IMAGE_SIZE) -> None:
+    """Class c present <=> a bright block in cell c of a 4×4 grid (6×6 at 32 px); ``absent_classes`` never occur."""
     rng = np.random.default_rng(seed)
     labels = (rng.random((n, len(label_names))) < 0.35).astype(np.uint8)
     labels[:, list(absent_classes)] = 0
-    with CacheWriter(path, n, IMAGE_SIZE, attrs={"dataset": "chestxray14", "split": path.stem}) as writer:
+    cell = size // 4
+    with CacheWriter(path, n, size, attrs={"dataset": "chestxray14", "split": path.stem}) as writer:
         for i in range(n):
-            image = rng.integers(0, 60, (IMAGE_SIZE, IMAGE_SIZE), dtype=np.uint8)
+            image = rng.integers(0, 60, (size, size), dtype=np.uint8)
             for c in np.flatnonzero(labels[i]):
                 row, col = divmod(int(c), 4)
-                image[row * 8 + 1:row * 8 + 7, col * 8 + 1:col * 8 + 7] = 220
-            writer.write_image(i, image, (IMAGE_SIZE, IMAGE_SIZE))
+                image[row * cell + cell // 8:(row + 1) * cell - cell // 8,
+                      col * cell + cell // 8:(col + 1) * cell - cell // 8] = 220
+            writer.write_image(i, image, (size, size))
         writer.write_array("ids", [f"{path.stem}_{i:03d}.png" for i in range(n)])
         writer.write_array("labels", labels, label_names=list(label_names))
 
@@ -54,8 +57,9 @@ def tiny_chestxray14(tmp_path_factory) -> Path:
 def finetune_config() -> dict:
     """A complete, schema-validated config for fast CPU fine-tuning (deep-copy before changing it)."""
     return validate({
-        "device": "cpu", "threads": 1, "model": {"backbone": "resnet18"},
-        "finetune": {"batch_size": 16, "num_workers": 0, "max_epochs": 3, "patience": 2, "lr": 1e-3},
+        "device": "cpu", "threads": 1, "model": {"backbone": "resnet18", "input_size": IMAGE_SIZE},
+        "finetune": {"batch_size": 16, "num_workers": 0, "max_epochs": 3, "patience": 2, "lr": 1e-3,
+                     "eval_resize": EVAL_RESIZE},
     })
 
 
@@ -100,7 +104,8 @@ def tiny_siim(tmp_path_factory) -> Path:
 @pytest.fixture(scope="session")
 def segmentation_config() -> dict:
     return validate({
-        "device": "cpu", "threads": 1, "model": {"backbone": "resnet18", "decoder_channels": DECODER_CHANNELS},
+        "device": "cpu", "threads": 1,
+        "model": {"backbone": "resnet18", "decoder_channels": DECODER_CHANNELS, "input_size": IMAGE_SIZE},
         "finetune": {"num_workers": 0, "segmentation": {"batch_size": 8, "max_epochs": 3, "patience": 2}},
     })
 

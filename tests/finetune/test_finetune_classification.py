@@ -10,7 +10,8 @@ import numpy as np
 import pytest
 import torch
 
-from dira.data.classification import ClassificationDataset
+from dira.data.classification import ClassificationDataset, network_input
+from dira.data.eval_crops import eval_crops
 from dira.data.labels import CHESTXRAY14_LABELS
 from dira.errors import InputError
 from dira.eval.metrics import mean_auc
@@ -18,6 +19,7 @@ from dira.io import load_torch, save_torch
 from dira.models.classifier import build_classifier
 from dira.models.resnet import build_resnet, strip_fc
 from dira.train.finetune import EarlyStopping, finetune, loop
+from dira.train.finetune import classification as classification_runner
 
 
 def read_outputs(out_dir: Path) -> tuple[dict, dict[str, np.ndarray]]:
@@ -133,12 +135,60 @@ def test_unknown_task_is_rejected(tiny_chestxray14, finetune_config, tmp_path):
         finetune("brats", tiny_chestxray14, "random", None, 0, tmp_path, finetune_config)
 
 
-def test_saved_model_reproduces_the_test_predictions(random_run, tiny_chestxray14):
-    """model.pt is the best-validation classifier that scored the test split (what localization reads)."""
+def per_crop_scores(model_pt: Path, test_h5: Path, config: dict, crops: str) -> np.ndarray:
+    """Sigmoid scores (N, V, C) of model.pt on each evaluation crop, one image at a time."""
     model = build_classifier("resnet18", len(CHESTXRAY14_LABELS), None)
-    model.load_state_dict(load_torch(random_run / "model.pt"))
-    test = ClassificationDataset(tiny_chestxray14 / "test.h5")
+    model.load_state_dict(load_torch(model_pt))
+    test = ClassificationDataset(test_h5)
+    resize, size = config["finetune"]["eval_resize"], config["model"]["input_size"]
     with torch.no_grad():
-        scores = torch.sigmoid(model.eval()(torch.stack([test[i][0] for i in range(len(test))]))).numpy()
-    _, predictions = read_outputs(random_run)
-    np.testing.assert_allclose(scores, predictions["y_score"], atol=1e-5)
+        return np.stack([torch.sigmoid(model.eval()(network_input(eval_crops(test[i][0][None], resize, size,
+                                                                             crops)[0]))).numpy()
+                         for i in range(len(test))])
+
+
+def test_test_scores_are_the_mean_of_the_ten_crops_sigmoid_scores(random_run, tiny_chestxray14, finetune_config):
+    """model.pt is the best-validation classifier whose crop-averaged scores are the saved test predictions."""
+    assert finetune_config["finetune"]["test_crops"] == "ten"  # the schema default, the benchmark's TenCrop
+    scores = per_crop_scores(random_run / "model.pt", tiny_chestxray14 / "test.h5", finetune_config, "ten")
+    metrics, predictions = read_outputs(random_run)
+    assert scores.shape == (24, 10, 14) and predictions["y_score"].shape == (24, 14)
+    np.testing.assert_allclose(predictions["y_score"], scores.mean(axis=1), atol=1e-5)
+    assert np.abs(scores - scores.mean(axis=1, keepdims=True)).max() > 1e-3  # the crops do differ
+    assert (metrics["cache_size"], metrics["test_crops"]) == (32, "ten")
+
+
+def test_center_test_crops_score_the_validation_view(tiny_chestxray14, finetune_config, tmp_path):
+    config = copy.deepcopy(finetune_config)
+    config["finetune"].update(test_crops="center", max_epochs=1)
+    finetune("chestxray14", tiny_chestxray14, "random", None, 0, tmp_path, config)
+    scores = per_crop_scores(tmp_path / "model.pt", tiny_chestxray14 / "test.h5", config, "center")
+    np.testing.assert_allclose(read_outputs(tmp_path)[1]["y_score"], scores[:, 0], atol=1e-5)
+
+
+def test_batches_reach_the_network_at_input_size_from_a_larger_cache(tmp_path, finetune_config, write_split,
+                                                                      monkeypatch):
+    for split, n in (("train", 8), ("val", 4), ("test", 6)):
+        write_split(tmp_path / f"{split}.h5", n, seed=0, size=64)
+    shapes: dict[str, tuple[int, ...]] = {}
+
+    def spy(model, train_loader, val_loader, *args, **kwargs):
+        for name, loader in (("train", train_loader), ("val", val_loader)):
+            shapes[name] = tuple(next(iter(loader))[0].shape)
+        return real_fit(model, train_loader, val_loader, *args, **kwargs)
+
+    real_fit = classification_runner.fit
+    monkeypatch.setattr(classification_runner, "fit", spy)
+    config = copy.deepcopy(finetune_config)
+    config["finetune"]["max_epochs"] = 1
+    finetune("chestxray14", tmp_path, "random", None, 0, tmp_path / "run", config)
+    assert shapes == {"train": (8, 1, 32, 32), "val": (4, 1, 32, 32)}
+    metrics, predictions = read_outputs(tmp_path / "run")
+    assert metrics["cache_size"] == 64 and predictions["y_score"].shape == (6, 14)
+
+
+def test_eval_resize_smaller_than_the_input_is_rejected(tiny_chestxray14, finetune_config, tmp_path):
+    config = copy.deepcopy(finetune_config)
+    config["finetune"]["eval_resize"] = 31
+    with pytest.raises(InputError, match=r"finetune\.eval_resize \(31\) is smaller than model\.input_size \(32\)"):
+        finetune("chestxray14", tiny_chestxray14, "random", None, 0, tmp_path, config)

@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import copy
 import itertools
 import json
 import math
@@ -44,7 +45,10 @@ def test_one_percent_of_a_small_set_trains_on_its_single_image(write_segmentatio
     """As in the paper's Table 1 (1 % of Montgomery's ~110 training images): one image, one batch per epoch."""
     for seed, (split, n) in enumerate({"train": 30, "val": 6, "test": 6}.items()):
         write_segmentation(tmp_path / f"{split}.h5", n, seed=seed, size=64)
-    finetune("montgomery", tmp_path, "random", None, 0, tmp_path / "run", segmentation_config, fraction=0.01)
+    # At 64 px the deepest feature map is 2×2: batch norm can train on the single image.
+    config = copy.deepcopy(segmentation_config)
+    config["model"]["input_size"] = 64
+    finetune("montgomery", tmp_path, "random", None, 0, tmp_path / "run", config, fraction=0.01)
     metrics = json.loads((tmp_path / "run/metrics.json").read_text())
     assert (metrics["n_train"], metrics["n_train_available"]) == (1, 30)
     assert len(metrics["history"]) >= 1 and all(math.isfinite(row["train_loss"]) for row in metrics["history"])

@@ -164,3 +164,16 @@ def test_cache_with_non_binary_masks_is_rejected(tmp_path, segmentation_config, 
         f["masks"][0, 0, 0] = 255
     with pytest.raises(InputError, match=r"val\.h5: masks must be uint8 0/1"):
         finetune("siim", tmp_path, "random", None, 0, tmp_path / "out", segmentation_config)
+
+
+def test_a_larger_cache_trains_and_scores_at_the_input_size(tmp_path, segmentation_config, write_segmentation):
+    for seed, (split, n) in enumerate((("train", 8), ("val", 4), ("test", 4))):
+        write_segmentation(tmp_path / f"{split}.h5", n, seed=seed, size=48)
+    config = copy.deepcopy(segmentation_config)
+    config["finetune"]["segmentation"]["max_epochs"] = 1
+    finetune("siim", tmp_path, "random", None, 0, tmp_path / "run", config)
+    metrics, predictions = read_outputs(tmp_path / "run")
+    assert (metrics["image_size"], metrics["cache_size"]) == (32, 48)
+    assert predictions["y_true"].shape == predictions["y_pred"].shape == (4, 32, 32)
+    assert set(np.unique(predictions["y_true"])) == {0, 1}
+    assert metrics["value"] == mean_dice(predictions["y_true"], predictions["y_pred"])

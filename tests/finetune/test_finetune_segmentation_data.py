@@ -17,7 +17,7 @@ def disk(size: int = 64, centre: tuple[float, float] = (28, 36), radius: float =
 
 
 def test_items_are_the_cached_image_in_unit_range_and_its_mask(tiny_siim):
-    dataset = SegmentationDataset(tiny_siim / "val.h5")
+    dataset = SegmentationDataset(tiny_siim / "val.h5", 32)
     with h5py.File(tiny_siim / "val.h5", "r") as f:
         raw, mask = f["images"][2], f["masks"][2]
     image, target = dataset[2]
@@ -25,6 +25,27 @@ def test_items_are_the_cached_image_in_unit_range_and_its_mask(tiny_siim):
     torch.testing.assert_close(image[0], torch.from_numpy(raw).float() / 255, rtol=0, atol=0)
     assert target.dtype == torch.uint8
     np.testing.assert_array_equal(target.numpy(), mask)
+    assert dataset.cache_size == dataset.image_size == 32
+
+
+def test_a_cache_larger_than_the_input_is_resized_with_binary_masks_on_the_image(tmp_path, write_segmentation):
+    write_segmentation(tmp_path / "val.h5", 8, seed=3, size=64)
+    with h5py.File(tmp_path / "val.h5", "r") as f:
+        raw_images, raw_masks = f["images"][()], f["masks"][()]
+    dataset = SegmentationDataset(tmp_path / "val.h5", 32)
+    assert (dataset.cache_size, dataset.image_size) == (64, 32)
+    assert dataset.images.shape == dataset.masks.shape == (8, 32, 32) and dataset.masks.dtype == np.uint8
+    assert set(np.unique(dataset.masks)) == {0, 1}
+    # Bilinear image and nearest mask stay aligned: the bright disk (170-230 on noise below 70) is the mask.
+    agree = ((dataset.images > 120) == dataset.masks).mean(axis=(1, 2))
+    assert agree.min() > 0.97
+    # Each kept mask pixel is the cached one under its centre (2x: source pixel 2i + 1).
+    np.testing.assert_array_equal(dataset.masks, raw_masks[:, 1::2, 1::2])
+    image, mask = dataset[0]
+    assert image.shape == (1, 32, 32) and mask.shape == (32, 32)
+    unchanged = SegmentationDataset(tmp_path / "val.h5", 64)
+    np.testing.assert_array_equal(unchanged.images, raw_images)
+    np.testing.assert_array_equal(unchanged.masks, raw_masks)
 
 
 def test_training_augmentation_keeps_masks_binary_and_on_the_image():
@@ -56,7 +77,7 @@ def test_distortions_move_image_and_mask_by_the_same_field():
 
 
 def test_dataset_augmentation_follows_torch_seed(tiny_siim):
-    dataset = SegmentationDataset(tiny_siim / "train.h5", transform=segmentation_train_transform(32))
+    dataset = SegmentationDataset(tiny_siim / "train.h5", 32, transform=segmentation_train_transform(32))
     draws = []
     for seed in (5, 5, 6):
         torch.manual_seed(seed)
@@ -66,7 +87,7 @@ def test_dataset_augmentation_follows_torch_seed(tiny_siim):
 
 def test_cache_without_masks_is_rejected(tiny_chestxray14):
     with pytest.raises(InputError, match=r"train\.h5: no 'masks'"):
-        SegmentationDataset(tiny_chestxray14 / "train.h5")
+        SegmentationDataset(tiny_chestxray14 / "train.h5", 32)
 
 
 def test_soft_dice_loss_matches_a_hand_computation():

@@ -2,13 +2,16 @@ import pytest
 import torch
 import torchvision
 
+from dira.config import load_config
 from dira.models.discriminator import PatchDiscriminator
 from dira.models.unet import UNet
+
+DECODER = load_config([])["model"]["decoder_channels"]  # the paper's, smp's Unet default
 
 
 @pytest.mark.parametrize("backbone", ["resnet18", "resnet50"])
 def test_encoder_state_dict_loads_strictly_into_torchvision(backbone):
-    unet = UNet(backbone)
+    unet = UNet(backbone, DECODER)
     resnet = getattr(torchvision.models, backbone)(weights=None)
     result = resnet.load_state_dict(unet.encoder.state_dict(), strict=False)
     assert sorted(result.missing_keys) == ["fc.bias", "fc.weight"]
@@ -21,7 +24,7 @@ def test_encoder_state_dict_loads_strictly_into_torchvision(backbone):
 
 
 def test_unet_keys_follow_the_smp_layout_of_dira_releases():
-    keys = set(UNet("resnet50").state_dict())
+    keys = set(UNet("resnet50", DECODER).state_dict())
     for expected in (
         "encoder.conv1.weight",
         "encoder.layer4.2.bn3.running_var",
@@ -34,12 +37,12 @@ def test_unet_keys_follow_the_smp_layout_of_dira_releases():
         assert expected in keys
     assert not any(k.startswith("fc.") or ".fc." in k for k in keys)
     # smp's block 0 fuses the deepest map (2048) with the stride-16 skip (1024)
-    assert UNet("resnet50").state_dict()["decoder.blocks.0.conv1.0.weight"].shape == (256, 2048 + 1024, 3, 3)
+    assert UNet("resnet50", DECODER).state_dict()["decoder.blocks.0.conv1.0.weight"].shape == (256, 2048 + 1024, 3, 3)
 
 
 @pytest.mark.parametrize("size", [32, 64, 96])
 def test_unet_restores_the_input_size_from_one_grey_channel(size):
-    out = UNet("resnet18")(torch.rand(2, 1, size, size))
+    out = UNet("resnet18", DECODER)(torch.rand(2, 1, size, size))
     assert out.shape == (2, 1, size, size)
 
 

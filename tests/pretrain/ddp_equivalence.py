@@ -11,7 +11,7 @@ import torch.distributed as dist
 
 from dira.config import validate
 from dira.methods.dira import STAGES, build_dira
-from dira.train import distributed
+from dira.runtime import distributed
 
 GLOBAL_BATCH = 8
 CASES = [(m, s) for m in ("mocov2", "simsiam", "barlowtwins") for s in ("di", "dir", "dira")]

@@ -6,7 +6,7 @@ import pytest
 import torch
 import torch.multiprocessing as mp
 
-from dira.train.distributed import Context, GlobalBatchNorm
+from dira.runtime.distributed import Context, GlobalBatchNorm
 
 
 @pytest.fixture(scope="module")

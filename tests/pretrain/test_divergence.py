@@ -18,10 +18,10 @@ def caches(tmp_path):
 def test_nan_restoration_loss_stops_the_run_and_keeps_the_last_good_state(caches, tmp_path, monkeypatch):
     config = validate({
         "device": "cpu", "threads": 1,
-        "model": {"backbone": "resnet18", "decoder_channels": [16, 8, 8, 8, 8]},
+        "model": {"backbone": "resnet18", "decoder_channels": [16, 8, 8, 8, 8], "input_size": 32},
         "pretrain": {"batch_size": 8, "num_workers": 0,
-                     "epochs": {"discrimination": 1, "restoration_warmup": 3, "adversarial": 1},
-                     "mocov2": {"queue_size": 16, "hidden_dim": 16, "out_dim": 8}},
+                     "epochs": {"restoration_warmup": 3, "adversarial": 1},
+                     "mocov2": {"epochs": 1, "queue_size": 16, "hidden_dim": 16, "out_dim": 8}},
     })
     pretrain("mocov2", "base", caches / "train.h5", caches / "val.h5", tmp_path / "base", None, None, config)
 

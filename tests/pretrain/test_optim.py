@@ -17,7 +17,7 @@ def test_lars_step_matches_the_trust_ratio_formula():
     w = nn.Parameter(torch.randn(4, 3))
     w.grad = torch.randn(4, 3)
     w0, g = w.detach().clone(), w.grad.clone()
-    LARS([w], lr=0.5, momentum=0.9, weight_decay=0.01, eta=0.002).step()
+    LARS([w], lr=0.5, momentum=0.9, weight_decay=0.01, eta=0.002, lars_adaptation=True).step()
     update = g + 0.01 * w0
     trust = 0.002 * w0.norm() / update.norm()
     torch.testing.assert_close(w.detach(), w0 - 0.5 * trust * update)
@@ -26,7 +26,8 @@ def test_lars_step_matches_the_trust_ratio_formula():
 def test_lars_groups_without_adaptation_take_plain_momentum_steps():
     w = nn.Parameter(torch.ones(3))
     w.grad = torch.full((3,), 2.0)
-    opt = LARS([{"params": [w], "lars_adaptation": False, "weight_decay": 0.0}], lr=0.1, momentum=0.9)
+    opt = LARS([{"params": [w], "lars_adaptation": False}], lr=0.1, momentum=0.9, weight_decay=0.0, eta=0.001,
+               lars_adaptation=True)
     opt.step()
     opt.step()  # momentum buffer: 2, then 0.9 * 2 + 2 = 3.8
     torch.testing.assert_close(w.detach(), torch.full((3,), 1 - 0.1 * 2 - 0.1 * 3.8))

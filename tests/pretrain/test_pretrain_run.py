@@ -17,11 +17,11 @@ from dira.io import load_torch
 SETTINGS = {
     "device": "cpu",
     "threads": 1,
-    "model": {"backbone": "resnet18", "decoder_channels": [32, 16, 16, 8, 8]},
+    "model": {"backbone": "resnet18", "decoder_channels": [32, 16, 16, 8, 8], "input_size": 32},
     "pretrain": {
         "batch_size": 8, "num_workers": 0,
-        "epochs": {"discrimination": 3, "restoration_warmup": 1, "adversarial": 1},
-        "mocov2": {"queue_size": 32, "hidden_dim": 32, "out_dim": 16},
+        "epochs": {"restoration_warmup": 1, "adversarial": 1},
+        "mocov2": {"epochs": 3, "queue_size": 32, "hidden_dim": 32, "out_dim": 16},
     },
 }
 

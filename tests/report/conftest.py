@@ -40,3 +40,9 @@ def experiment(tmp_path) -> list[Path]:
                                 ("mocov2_base", range(4), 0.9), ("mocov2_dir", range(3), 1.0)]:
         runs += [write_run(tmp_path / "runs", init, seed, signal) for seed in seeds]
     return runs
+
+
+@pytest.fixture
+def run_writer():
+    """:func:`write_run`, for tests that add runs of their own (a bare conftest import may pick another conftest)."""
+    return write_run

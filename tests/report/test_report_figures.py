@@ -5,6 +5,7 @@ import pandas as pd
 import pytest
 from matplotlib import image
 
+from dira import registry
 from dira.errors import InputError
 from dira.report import style
 from dira.report.figures import bar_chart, bar_positions, zoomed_limits
@@ -42,3 +43,15 @@ def test_a_file_that_is_not_a_table_is_rejected(tmp_path):
     with pytest.raises(InputError, match="not a dira task table"):
         bar_chart(tmp_path / "t.csv", tmp_path / "fig.png", "")
     assert not (tmp_path / "fig.png").exists()
+
+
+def test_every_registry_init_has_a_colour_of_its_own():
+    names = [*registry.BASELINE_INITS, *registry.METHODS]
+    assert len({style.bar_colour(name, "") for name in names}) == len(names)
+
+
+def test_bar_chart_draws_supervised_rows(experiment, run_writer, tmp_path):
+    runs = experiment + [run_writer(tmp_path / "runs", "supervised_imagenet", seed, 1.1) for seed in range(2)]
+    aggregate("chestxray14", runs, tmp_path / "t.csv", tmp_path / "t.md")
+    bar_chart(tmp_path / "t.csv", tmp_path / "chart.png", "")
+    assert image.imread(tmp_path / "chart.png")[..., :3].std() > 0.05

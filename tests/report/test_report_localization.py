@@ -13,7 +13,7 @@ from test_report_studies import task_table
 
 from dira.cli import main
 from dira.errors import InputError
-from dira.eval.localize import accuracy_from_boxes
+from dira.eval.localization import accuracy_from_boxes
 from dira.io import write_json
 from dira.report import style
 from dira.report.curves import fraction_curves

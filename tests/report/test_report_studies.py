@@ -11,7 +11,7 @@ from dira.cli import main
 from dira.errors import InputError
 from dira.report.paper_values import paper_reference, read_paper_values
 from dira.report.studies import STUDY_COLUMNS, TableSpec, build_study, compare, parse_table_spec, read_results
-from dira.report.tables import COLUMNS
+from dira.report.tables import COLUMNS, split_init
 
 
 def task_table(path: Path, task: str, metric: str, rows: dict[str, tuple[float, float, int, float]],
@@ -19,7 +19,7 @@ def task_table(path: Path, task: str, metric: str, rows: dict[str, tuple[float, 
     """A per-task table as `aggregate` writes it: {init: (mean, std, n, p_value)} in native units."""
     records = []
     for init, (mean, std, n, p_value) in rows.items():
-        method, _, variant = ("random", "", "") if init == "random" else init.rpartition("_")
+        method, variant = split_init(init)
         baseline = f"{method}_base" if variant in ("dir", "dira") else ""
         records.append({"task": task, "metric": metric, "fraction": fraction, "init": init, "method": method,
                         "variant": variant, "mean": mean, "std": std, "n": n, "p_value": p_value,
@@ -55,14 +55,58 @@ def test_transfer_study_copies_our_values_and_sets_the_paper_beside_them(transfe
     assert dira["difference_pct"] == pytest.approx(88.0 - 87.59)
     random_siim = row(study, task="siim", init="random")
     assert random_siim["difference_pct"] == pytest.approx(65.0 - 67.54) and random_siim["stars"] == ""
-    # The paper's supervised baselines come along as paper-only rows; ChestX-ray14 pre-training has no CXR14 value.
+    # Untrained supervised baselines come along as paper-only rows; ChestX-ray14 pre-training has no CXR14 value.
     supervised = study[study["init"].str.startswith("supervised_")]
     assert set(zip(supervised["task"], supervised["init"], strict=True)) == {
         ("chexpert", "supervised_imagenet"), ("chexpert", "supervised_chestxray14"),
         ("siim", "supervised_imagenet"), ("siim", "supervised_chestxray14")}
     assert (supervised["n"] == 0).all() and supervised["mean_pct"].isna().all()
-    assert list(study.loc[study["task"] == "siim", "init"]) == [
-        "random", "mocov2_base", "mocov2_dira", "supervised_imagenet", "supervised_chestxray14"]
+    assert list(study.loc[study["task"] == "siim", "init"]) == [  # Table 2's order
+        "random", "supervised_imagenet", "supervised_chestxray14", "mocov2_base", "mocov2_dira"]
+
+
+@pytest.fixture
+def supervised_specs(tmp_path) -> list[TableSpec]:
+    """Both supervised baselines trained for CheXpert; for SIIM only ImageNet (as if the CXR14 model were absent)."""
+    chexpert = task_table(tmp_path / "chexpert_sup.csv", "chexpert", "auc", {
+        "random": (0.8, 0.01, 3, math.nan), "supervised_imagenet": (0.875, 0.003, 3, math.nan),
+        "supervised_chestxray14": (0.87, 0.004, 2, math.nan), "mocov2_base": (0.86, 0.004, 3, math.nan),
+        "mocov2_dira": (0.88, 0.002, 3, 0.0004)})
+    siim = task_table(tmp_path / "siim_sup.csv", "siim", "dice", {
+        "mocov2_dira": (0.70, 0.01, 3, 0.03), "supervised_imagenet": (0.66, 0.02, 3, math.nan),
+        "random": (0.65, 0.02, 3, math.nan)})
+    return [TableSpec("chexpert", 1.0, chexpert), TableSpec("siim", 1.0, siim)]
+
+
+def test_trained_supervised_baselines_are_ordinary_rows_beside_the_paper(supervised_specs):
+    study = build_study("transfer", read_results(supervised_specs))
+    imagenet = row(study, task="chexpert", init="supervised_imagenet")
+    assert (imagenet["mean_pct"], imagenet["std_pct"], imagenet["n"]) == pytest.approx((87.5, 0.3, 3))
+    assert (imagenet["method"], imagenet["variant"], imagenet["baseline"], imagenet["stars"]) == (
+        "supervised_imagenet", "", "", "")
+    assert (imagenet["paper_mean_pct"], imagenet["paper_std_pct"]) == (87.17, 0.22)
+    assert imagenet["difference_pct"] == pytest.approx(87.5 - 87.17)
+    assert row(study, task="chexpert", init="supervised_chestxray14")["paper_mean_pct"] == 87.40
+    # One row per (task, init): a trained baseline gets no paper-only twin; an untrained one keeps its paper value.
+    assert not study.duplicated(["task", "init"]).any()
+    untrained = row(study, task="siim", init="supervised_chestxray14")
+    assert untrained["n"] == 0 and math.isnan(untrained["mean_pct"]) and untrained["paper_mean_pct"] == 68.92
+    assert list(study.loc[study["task"] == "chexpert", "init"]) == [
+        "random", "supervised_imagenet", "supervised_chestxray14", "mocov2_base", "mocov2_dira"]
+
+
+def test_transfer_markdown_marks_only_untrained_baselines(supervised_specs, transfer_specs, tmp_path):
+    compare("transfer", supervised_specs, tmp_path / "s.csv", tmp_path / "s.md")
+    markdown = (tmp_path / "s.md").read_text()
+    assert "| Supervised (ImageNet) | 87.50 ± 0.30 | 87.17 ± 0.22 | +0.33 | 66.00 ± 2.00 | 67.93 ± 1.45 | -1.93 |" \
+        in markdown
+    # Trained on CheXpert only: no †, and SIIM's cell says there is no run of ours.
+    assert "| Supervised (ChestX-ray14) | 87.00 ± 0.40 | 87.40 ± 0.26 | -0.40 | – | 68.92 ± 0.98 |  |" in markdown
+    assert "†" not in markdown
+    compare("transfer", transfer_specs, tmp_path / "t.csv", tmp_path / "t.md")
+    untrained = (tmp_path / "t.md").read_text()
+    assert "| Supervised (ChestX-ray14) † | – | 87.40 ± 0.26 |" in untrained
+    assert "† a supervised baseline this run did not train" in untrained
 
 
 def test_ablation_study_holds_the_variants_with_their_gains(transfer_specs):

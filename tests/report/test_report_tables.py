@@ -8,9 +8,11 @@ import pandas as pd
 import pytest
 from scipy import stats
 
+from dira import registry
 from dira.errors import InputError
 from dira.eval.metrics import mean_dice
 from dira.io import write_json
+from dira.report import style
 from dira.report.tables import aggregate, read_table, split_init
 
 
@@ -38,6 +40,23 @@ def test_table_means_and_p_values_come_from_the_runs(experiment, tmp_path):
         assert (row["method"], row["variant"], row["baseline"]) == ("mocov2", variant, "mocov2_base")
     assert table["p_value"][["random", "mocov2_base"]].isna().all()
     assert table.loc["random", "baseline"] == "" and table.loc["random", "seeds"] == "0;1;2"
+
+
+def test_supervised_runs_are_rows_of_their_own_after_random(experiment, run_writer, tmp_path):
+    runs = experiment + [run_writer(tmp_path / "runs", init, seed, 1.1)
+                         for init in ("supervised_chestxray14", "supervised_imagenet") for seed in range(2)]
+    aggregate("chestxray14", runs, tmp_path / "t.csv", tmp_path / "t.md")
+    table = read_table(tmp_path / "t.csv").set_index("init")
+    assert list(table.index) == ["random", "supervised_imagenet", "supervised_chestxray14", "mocov2_base",
+                                 "mocov2_dir", "mocov2_dira"]
+    imagenet = table.loc["supervised_imagenet"]
+    assert (imagenet["method"], imagenet["variant"], imagenet["baseline"], imagenet["n"]) == (
+        "supervised_imagenet", "", "", 2)
+    assert imagenet["mean"] == pytest.approx(np.mean(metric_values(runs, "supervised_imagenet")), abs=1e-15)
+    assert np.isnan(imagenet["p_value"])
+    markdown = (tmp_path / "t.md").read_text()
+    assert re.search(r"\| Supervised \(ImageNet\) \| \d+\.\d\d ± \d+\.\d\d \|  \|  \| 2 \|", markdown)
+    assert "| Supervised (ChestX-ray14) |" in markdown
 
 
 def test_markdown_prints_percent_with_stars_and_provenance(experiment, tmp_path):
@@ -71,12 +90,22 @@ def test_runs_must_belong_to_the_task_and_their_folder(experiment, tmp_path):
 
 
 @pytest.mark.parametrize(("init", "parts"), [("random", ("random", "")), ("mocov2_dira", ("mocov2", "dira")),
+                                             ("supervised_imagenet", ("supervised_imagenet", "")),
+                                             ("supervised_chestxray14", ("supervised_chestxray14", "")),
                                              ("barlow_twins_base", ("barlow_twins", "base"))])
 def test_split_init(init, parts):
     assert split_init(init) == parts
 
 
-@pytest.mark.parametrize("init", ["mocov2", "mocov2_full", "_dira"])
+def test_every_registry_init_splits_into_a_labelled_method():
+    pretrained = [registry.pretrained_init(m, v) for m in registry.METHODS for v in registry.VARIANTS]
+    for init in [*registry.BASELINE_INITS, *pretrained]:
+        method, variant = split_init(init)
+        assert style.init_label(method, variant) != method  # a title, never the bare name
+        assert method in style.METHOD_COLOURS
+
+
+@pytest.mark.parametrize("init", ["mocov2", "mocov2_full", "_dira", "supervised_cifar"])
 def test_split_init_rejects_unknown_names(init):
     with pytest.raises(ValueError, match=init):
         split_init(init)

@@ -22,7 +22,7 @@ def test_demo_config_schedules_the_whole_chain(snakemake, tmp_path):
 
 
 def test_studies_config_adds_the_ablation_and_label_fraction_runs(snakemake, tmp_path):
-    done = snakemake(tmp_path, "-n", "--configfile", str(REPO / "config/studies.yaml"))
+    done = snakemake(tmp_path, "-n", "--configfile", str(REPO / "config/demo.yaml"), str(REPO / "config/studies.yaml"))
     assert done.returncode == 0, done.stdout
     counts = job_counts(done.stdout)
     # + the dir variant: 3 pre-trainings, 4 tasks x 3 inits x 2 seeds; fractions: 3 tasks x 3 fractions x
@@ -53,8 +53,8 @@ def test_a_located_real_dataset_is_recorded_and_prepared(snakemake, tmp_path):
     from dira.data.synthetic.montgomery import write
 
     write(tmp_path / "raw", count=12, image_size=64, seed=0)  # the real layout, written by hand here
-    (tmp_path / "real.yaml").write_text("datasets: {montgomery: {source: real, root: raw/MontgomerySet}}\n"
-                                        "prepare: {image_size: 32, workers: 1}\n")
+    (tmp_path / "real.yaml").write_text("datasets: {montgomery: {source: real, root: raw/MontgomerySet,"
+                                        " cache_size: 32}}\nprepare: {workers: 1}\n")
     done = snakemake(tmp_path, "data/processed/montgomery/test.h5", "--cores", "1",
                      "--configfile", str(tmp_path / "real.yaml"))
     assert done.returncode == 0, done.stdout[-3000:]
@@ -81,11 +81,45 @@ def test_every_schema_key_has_a_description_and_a_default():
     walk(schema, "")
 
 
-def test_paper_and_test_configs_are_valid(snakemake, tmp_path):
-    for name in ("paper.yaml", "test.yaml"):
-        done = snakemake(tmp_path, "-n", "--configfile", str(REPO / "config" / name))
-        # paper.yaml points at real data that is absent here: only the missing raw files may stop it
-        assert "invalid configuration" not in done.stdout, (name, done.stdout)
+PAPER_JOBS = {
+    **{f"locate_{d}": 1 for d in ("chestxray14", "chexpert", "siim", "montgomery")},
+    **{f"prepare_{d}": 1 for d in ("chestxray14", "chexpert", "siim", "montgomery")},
+    "pretrain": 9,              # 3 methods x base / dir / dira
+    "pretrain_supervised": 1,   # Table 2's supervised ChestX-ray14 model
+    # ChestX-ray14: (random + 9) x 10 runs; the three other tasks also from supervised ChestX-ray14: 3 x 11 x 10
+    "finetune": 100 + 330,
+    "finetune_fraction": 3 * 3 * 6 * 10,  # Table 1: 3 tasks x 3 fractions x (base, dira) of 3 methods x 10 runs
+    "localize": 100, "localization_table": 1, "figure_heatmaps": 3,  # Table 5, Fig. 6
+    "aggregate": 4, "aggregate_fraction": 9, "compare": 3, "figure": 4, "figure_fractions": 3, "all": 1,
+}
+
+
+def test_paper_config_schedules_every_2d_table(snakemake, tmp_path):
+    done = snakemake(tmp_path, "-n", "--configfile", str(REPO / "config/paper.yaml"))
+    assert done.returncode == 0, done.stdout[-3000:]
+    assert job_counts(done.stdout) == {**PAPER_JOBS, "total": sum(PAPER_JOBS.values())}
+    assert "supervised_imagenet: skipped, its weights file" in done.stdout
+    for table in ("transfer", "ablation", "fraction", "table5_localization"):
+        assert f"results/tables/{table}.csv" in done.stdout, table
+    assert "results/finetune/siim/supervised_chestxray14/seed9/metrics.json" in done.stdout
+    assert "results/finetune/chestxray14/supervised_chestxray14" not in done.stdout  # not on its own task
+    assert "results/label_fraction/chexpert/1pct/barlowtwins_dira/seed9/metrics.json" in done.stdout
+
+
+def test_paper_config_trains_the_imagenet_baseline_when_its_weights_are_there(snakemake, tmp_path):
+    (tmp_path / "data/weights").mkdir(parents=True)
+    (tmp_path / "data/weights/resnet50-0676ba61.pth").write_bytes(b"a dry run reads no weights")
+    done = snakemake(tmp_path, "-n", "--configfile", str(REPO / "config/paper.yaml"))
+    assert done.returncode == 0, done.stdout[-3000:]
+    counts = job_counts(done.stdout)
+    assert counts["finetune"] == PAPER_JOBS["finetune"] + 4 * 10 and counts["localize"] == 110
+    assert "results/finetune/montgomery/supervised_imagenet/seed0/metrics.json" in done.stdout
+    assert "supervised_imagenet: skipped" not in done.stdout
+
+
+def test_test_config_is_valid(snakemake, tmp_path):
+    done = snakemake(tmp_path, "-n", "--configfile", str(REPO / "config/test.yaml"))
+    assert done.returncode == 0 and "invalid configuration" not in done.stdout, done.stdout
 
 
 def test_imported_release_weights_replace_that_pretraining(snakemake, tmp_path):

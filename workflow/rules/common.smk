@@ -1,73 +1,97 @@
-# Configuration validation and the helpers the rules share (no rules in this file).
+# The run's validated configuration, the paths of every artefact and the target lists (no rules here).
+# What a dataset, task, method or initialisation is comes from the package's registry (dira/registry.py);
+# which settings a job reads comes from dira/stages.py.
 
 import json
+import os
+import shlex
 import subprocess
 import sys
 from pathlib import Path
 
 import yaml
 from snakemake.exceptions import WorkflowError
+from snakemake.logging import logger
 
+from dira import registry
 from dira.config import ConfigError, validate
+from dira.stages import select, stage_keys
 
 
-# Validate against the workflow's JSON schema and fill in its defaults. The package's validator (the one
-# the `dira` CLI uses too) reports each problem as one line naming the key, e.g.
-# "pretrain.batch_size: 'abc' is not of type 'integer'", instead of dumping the schema.
+# Validate against the package's JSON schema and fill in its defaults. The validator reports each problem as
+# one line naming the key, e.g. "pretrain.batch_size: 'abc' is not of type 'integer'".
 try:
     config.update(validate(config))
 except ConfigError as err:
     raise WorkflowError(str(err)) from None
 
+if os.environ.get("DIRA_DUMP_CONFIG"):
+    # For tests and debugging: the effective configuration exactly as this run sees it.
+    Path(os.environ["DIRA_DUMP_CONFIG"]).write_text(yaml.safe_dump(json.loads(json.dumps(config)), sort_keys=False))
+
 SPLITS = ("train", "val", "test")
-SEGMENTATION_TASKS = ("siim", "montgomery")
-# Pre-training always reads ChestX-ray14; the others only when a task needs them.
-DATASETS = list(dict.fromkeys(["chestxray14", *config["tasks"]]))
-INITS = list(dict.fromkeys([
-    *config["inits"],
-    *(f"{m}_{v}" for m in config["methods"] for v in config["variants"]),
-    *config["imported_weights"],
-]))
+PRETRAIN_DATASET = "chestxray14"  # 2D pre-training reads ChestX-ray14's training split, labels unused
+DATASETS = list(dict.fromkeys([PRETRAIN_DATASET, *config["tasks"]]))
+PRETRAINED = [registry.pretrained_init(m, v) for m in config["methods"] for v in config["variants"]]
+
+
+def imagenet_weights():
+    """The configured torchvision ImageNet weights file, or None when not configured or not on disk."""
+    path = config["supervised"]["imagenet_weights"]
+    return path if path and Path(path).is_file() else None
+
+
+def _baseline_inits():
+    inits = list(config["inits"])
+    if "supervised_imagenet" in inits and imagenet_weights() is None:
+        logger.warning(f"supervised_imagenet: skipped, its weights file (supervised.imagenet_weights = "
+                       f"{config['supervised']['imagenet_weights']!r}) is not on disk; Table 2 shows the paper's "
+                       "values for it. Put a torchvision ResNet state dict there to run it.")
+        inits.remove("supervised_imagenet")
+    if "supervised_chestxray14" in inits and supervised_source_init() == "supervised_imagenet" \
+            and imagenet_weights() is None:
+        logger.warning("supervised_chestxray14: skipped, it trains from supervised_imagenet, whose weights "
+                       "file is not on disk.")
+        inits.remove("supervised_chestxray14")
+    return inits
+
+
+def supervised_source_init():
+    return config["supervised"]["chestxray14"]["init"]
+
+
+BASELINE_INITS = _baseline_inits()
+INITS = list(dict.fromkeys([*BASELINE_INITS, *PRETRAINED, *config["imported_weights"]]))
+
+
+def task_inits(task):
+    """Every init fine-tuned on a task; the supervised ChestX-ray14 model is not evaluated on its own task."""
+    return [i for i in INITS if registry.SUPERVISED_SOURCE_TASK.get(i) != task]
 
 
 wildcard_constraints:
     method="|".join(config["methods"]) or "none",
-    variant="base|dir|dira",
+    variant="|".join(registry.VARIANTS),
+    init="|".join(INITS),
     seed=r"\d+",
     percent=r"\d+(\.\d+)?",
     task="|".join(config["tasks"]) or "none",
 
 
-def job_config(*sections):
-    """The config sections one job depends on, as JSON for `dira --config`.
+def job_settings(stage, **job):
+    """The settings one job reads (dira/stages.py), as JSON for `dira <stage> --settings`.
 
-    Passing only these keeps Snakemake's params trigger precise: changing the fine-tuning
-    settings reruns fine-tuning, not pre-training.
+    Handing each job exactly its keys keeps Snakemake's params trigger precise: changing the fine-tuning
+    settings reruns fine-tuning, not pre-training, and one method's settings rerun only its own jobs.
     """
-    return json.dumps({key: config[key] for key in ("device", "threads", *sections)}, sort_keys=True)
+    return json.dumps(select(config, stage_keys(stage, **job)), sort_keys=True)
 
 
-def dataset_job_config(name, *sections):
-    """Like job_config plus only dataset `name`'s section (so one dataset's settings never rerun another's jobs)."""
-    subset = {key: config[key] for key in ("device", "threads", *sections)}
-    subset["datasets"] = {name: config["datasets"][name]}
-    return json.dumps(subset, sort_keys=True)
-
-
-def pretrain_config(method):
-    """Like job_config, without the other methods' sections (so tuning one method reruns only its jobs)."""
-    others = {m for m in ("mocov2", "simsiam", "barlowtwins") if m != method}
-    pretrain = {k: v for k, v in config["pretrain"].items() if k not in others}
-    return json.dumps({"device": config["device"], "threads": config["threads"], "model": config["model"],
-                       "pretrain": pretrain}, sort_keys=True)
+# ---------------------------------------------------------------------------------------------- data paths
 
 
 def dataset_root(name):
     return config["datasets"][name]["root"]
-
-
-# The synthetic writers, like the real archives, unpack into a named folder for these datasets.
-SYNTHETIC_SUBFOLDER = {"chexpert": "CheXpert-v1.0-small", "montgomery": "MontgomerySet"}
 
 
 def located(name):
@@ -94,8 +118,8 @@ def locate_options(name):
 def synthetic_out(name, marker):
     """Where `dira synth` must write so that the dataset lands in its configured root (the marker's folder)."""
     root = Path(marker).parent
-    sub = SYNTHETIC_SUBFOLDER.get(name)
-    if sub is None:
+    sub = registry.DATASETS[name].synthetic_subfolder
+    if not sub:
         return str(root)
     if root.name != sub:
         raise WorkflowError(f"datasets.{name}.root: a synthetic {name} is written into a folder named {sub}; "
@@ -103,23 +127,31 @@ def synthetic_out(name, marker):
     return str(root.parent)
 
 
-def synthetic_count(name):
-    synthetic = config["datasets"][name]["synthetic"]
-    return synthetic["patients"] if "patients" in synthetic else synthetic["images"]
-
-
 def processed(name, split):
     return f"data/processed/{name}/{split}.h5"
 
 
+# ------------------------------------------------------------------------------------------ weights paths
+
+SUPERVISED_DIR = "results/pretrain/supervised_chestxray14"
+
+
 def pretrained(init, filename="encoder.pt"):
-    """The pre-training output an init name refers to ('random' has none)."""
+    """The pre-training output of an init (its encoder, or the whole U-Net); none for 'random'."""
     if init == "random":
         return []
+    if init == "supervised_imagenet":
+        return imagenet_weights() or []
+    if init == "supervised_chestxray14":
+        return f"{SUPERVISED_DIR}/encoder.pt"  # a classifier's encoder: no decoder to transfer
     if init in config["imported_weights"]:
         return f"results/imported/{init}/{filename}"
-    method, variant = init.rsplit("_", 1)
+    method, variant = registry.split_pretrained_init(init)
     return f"results/pretrain/{method}/{variant}/{filename}"
+
+
+def init_weights(init, task):
+    return pretrained(init, registry.TASKS[task].init_file)
 
 
 def pretrain_launcher():
@@ -128,27 +160,7 @@ def pretrain_launcher():
     return f"torchrun --standalone --nproc_per_node {gpus} -m dira.cli" if gpus > 1 else "dira"
 
 
-# The fine-tuning settings each kind of run reads: a job sees only these, so changing one kind's recipe
-# (or adding a label-fraction study) reruns no other job.
-FINETUNE_KEYS = {
-    "classification": ["batch_size", "num_workers", "max_epochs", "lr", "lr_factor", "lr_patience", "patience",
-                       "crop_scale", "rotation", "flip_prob"],
-    "segmentation": ["num_workers", "segmentation"],
-}
-
-
-def finetune_config(task, fraction_run=False):
-    kind = "segmentation" if task in SEGMENTATION_TASKS else "classification"
-    keys = FINETUNE_KEYS[kind] + (["fraction_seed"] if fraction_run else [])
-    subset = {key: config[key] for key in ("device", "threads", "model")}
-    subset["finetune"] = {key: config["finetune"][key] for key in keys}
-    subset["datasets"] = {task: config["datasets"][task]}
-    return json.dumps(subset, sort_keys=True)
-
-
-def init_file(task):
-    """Segmentation starts from the whole pre-trained U-Net (DiRA's decoder is part of what transfers)."""
-    return "unet.pt" if task in SEGMENTATION_TASKS else "encoder.pt"
+# ------------------------------------------------------------------------------------------ target lists
 
 
 def percent(fraction):
@@ -157,16 +169,15 @@ def percent(fraction):
 
 FRACTION_TASKS = [t for t in config["finetune"]["label_fraction_tasks"] if t in config["tasks"]]
 PERCENTS = [percent(f) for f in config["finetune"]["label_fractions"]] if FRACTION_TASKS else []
-
-
 # The label-fraction study fine-tunes the rows of the paper's Table 1: each method and its DiRA variant.
-FRACTION_INITS = [i for i in INITS if i.endswith(("_base", "_dira"))]
+FRACTION_INITS = [registry.pretrained_init(m, v) for m in config["methods"] for v in ("base", "dira")
+                  if v in config["variants"]]
 
 
 def finetune_runs(task, pct=None):
     """Run folders of a task on all labels, or on `pct` percent of them."""
     if pct is None:
-        return [f"results/finetune/{task}/{init}/seed{seed}" for init in INITS for seed in config["runs"]]
+        return [f"results/finetune/{task}/{init}/seed{seed}" for init in task_inits(task) for seed in config["runs"]]
     folder = f"results/label_fraction/{task}/{pct}pct"
     return [f"{folder}/{init}/seed{seed}" for init in FRACTION_INITS for seed in config["runs"]]
 
@@ -205,7 +216,9 @@ HEATMAP_METHODS = [m for m in config["methods"] if {"base", "dira"} <= set(confi
 
 
 def localization_runs():
-    return [f"results/localization/{init}/seed{seed}" for init in INITS for seed in config["runs"]] if LOCALIZES else []
+    if not LOCALIZES:
+        return []
+    return [f"results/localization/{init}/seed{seed}" for init in task_inits("chestxray14") for seed in config["runs"]]
 
 
 def heatmap_examples(method):

@@ -13,16 +13,13 @@ for _name in DATASETS:
             params:
                 dataset=_name,
                 out=lambda wildcards, output, name=_name: synthetic_out(name, output.marker),
-                n=synthetic_count(_name),
-                size=config["datasets"][_name]["synthetic"]["image_size"],
-                seed=config["datasets"][_name]["synthetic"]["seed"],
+                settings=job_settings("synth", dataset=_name),
             log:
                 f"logs/data/synth_{_name}.log",
             conda:
                 "../envs/dira.yaml"
             shell:
-                "dira synth {params.dataset} --out {params.out} --count {params.n}"
-                " --image-size {params.size} --seed {params.seed} > {log} 2>&1"
+                "dira synth {params.dataset} --out {params.out:q} --settings {params.settings:q} > {log} 2>&1"
 
     else:
 
@@ -56,12 +53,12 @@ for _name in DATASETS:
             dataset=_name,
             root=lambda wildcards, name=_name: dataset_root(name),
             out=lambda wildcards, output: Path(output[0]).parent,
-            config=dataset_job_config(_name, "prepare"),
+            settings=job_settings("prepare", dataset=_name),
         threads: config["prepare"]["workers"]
         log:
             f"logs/data/prepare_{_name}.log",
         conda:
             "../envs/dira.yaml"
         shell:
-            "dira prepare {params.dataset} --root {params.root} --out {params.out}"
-            " --config {params.config:q} > {log} 2>&1"
+            "dira prepare {params.dataset} --root {params.root:q} --out {params.out:q}"
+            " --settings {params.settings:q} > {log} 2>&1"

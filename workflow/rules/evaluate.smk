@@ -14,7 +14,7 @@ rule localize:
     params:
         data=lambda wildcards, input: Path(input.test).parent,
         out=lambda wildcards, output: Path(output.summary).parent,
-        config=lambda w: job_config("model", "localization"),
+        settings=job_settings("localize"),
     threads: config["threads"]
     log:
         "logs/localization/{init}/seed{seed}.log",
@@ -22,4 +22,4 @@ rule localize:
         "../envs/dira.yaml"
     shell:
         "dira localize --model {input.model} --data {params.data} --init {wildcards.init}"
-        " --seed {wildcards.seed} --out {params.out} --config {params.config:q} > {log} 2>&1"
+        " --seed {wildcards.seed} --out {params.out} --settings {params.settings:q} > {log} 2>&1"

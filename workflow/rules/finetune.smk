@@ -5,7 +5,7 @@
 rule finetune:
     input:
         data=lambda w: [processed(w.task, split) for split in SPLITS],
-        weights=lambda w: pretrained(w.init, init_file(w.task)),
+        weights=lambda w: init_weights(w.init, w.task),
     output:
         metrics="results/finetune/{task}/{init}/seed{seed}/metrics.json",
         predictions="results/finetune/{task}/{init}/seed{seed}/predictions.npz",
@@ -14,9 +14,9 @@ rule finetune:
     params:
         data=lambda wildcards, input: Path(input.data[0]).parent,
         out=lambda wildcards, output: Path(output.metrics).parent,
-        weights=lambda wildcards, input: f"--weights {input.weights}" if input.weights else "",
+        weights=lambda wildcards, input: f"--weights {shlex.quote(input.weights)}" if input.weights else "",
         fraction=1,
-        config=lambda w: finetune_config(w.task),
+        settings=lambda w: job_settings("finetune", task=w.task),
     threads: config["threads"]
     log:
         "logs/finetune/{task}/{init}/seed{seed}.log",
@@ -25,7 +25,7 @@ rule finetune:
     shell:
         "dira finetune --task {wildcards.task} --data {params.data} --init {wildcards.init}"
         " {params.weights} --seed {wildcards.seed} --fraction {params.fraction} --out {params.out}"
-        " --config {params.config:q} > {log} 2>&1"
+        " --settings {params.settings:q} > {log} 2>&1"
 
 
 use rule finetune as finetune_fraction with:
@@ -36,8 +36,8 @@ use rule finetune as finetune_fraction with:
     params:
         data=lambda wildcards, input: Path(input.data[0]).parent,
         out=lambda wildcards, output: Path(output.metrics).parent,
-        weights=lambda wildcards, input: f"--weights {input.weights}" if input.weights else "",
+        weights=lambda wildcards, input: f"--weights {shlex.quote(input.weights)}" if input.weights else "",
         fraction=lambda w: float(w.percent) / 100,
-        config=lambda w: finetune_config(w.task, fraction_run=True),
+        settings=lambda w: job_settings("finetune", task=w.task, fraction=True),
     log:
         "logs/label_fraction/{task}/{percent}pct/{init}/seed{seed}.log",

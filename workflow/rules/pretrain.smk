@@ -7,7 +7,7 @@ rule pretrain:
     input:
         train=processed("chestxray14", "train"),
         val=processed("chestxray14", "val"),
-        init=lambda w: [] if w.variant == "base" else pretrained(f"{w.method}_base", "method.pt"),
+        init=lambda w: [] if w.variant == "base" else pretrained(registry.pretrained_init(w.method, "base"), "method.pt"),
     output:
         encoder="results/pretrain/{method}/{variant}/encoder.pt",
         unet="results/pretrain/{method}/{variant}/unet.pt",
@@ -17,7 +17,7 @@ rule pretrain:
     params:
         out=lambda wildcards, output: Path(output.encoder).parent,
         init=lambda wildcards, input: f"--init {input.init}" if input.init else "",
-        config=lambda w: pretrain_config(w.method),
+        settings=lambda w: job_settings("pretrain", method=w.method),
         launcher=pretrain_launcher(),
     threads: config["threads"]
     resources:
@@ -29,7 +29,7 @@ rule pretrain:
     shell:
         "{params.launcher} pretrain --method {wildcards.method} --variant {wildcards.variant}"
         " --train {input.train} --val {input.val} --out {params.out} {params.init}"
-        " --config {params.config:q} > {log} 2>&1"
+        " --settings {params.settings:q} > {log} 2>&1"
 
 
 rule import_official:
@@ -41,9 +41,41 @@ rule import_official:
         meta="results/imported/{init}/meta.json",
     params:
         out=lambda wildcards, output: Path(output.encoder).parent,
+        settings=job_settings("import"),
     log:
         "logs/pretrain/import_{init}.log",
     conda:
         "../envs/dira.yaml"
     shell:
-        "dira import-official {input} --out {params.out} > {log} 2>&1"
+        "dira import-official {input:q} --out {params.out} --settings {params.settings:q} > {log} 2>&1"
+
+
+# Table 2's supervised ChestX-ray14 baseline: a classifier trained on ChestX-ray14's labels (from random or the
+# ImageNet weights, `supervised.chestxray14.init`), whose encoder then initialises the other tasks.
+rule pretrain_supervised:
+    input:
+        data=[processed("chestxray14", split) for split in SPLITS],
+        weights=lambda w: pretrained(supervised_source_init()),
+    output:
+        encoder=f"{SUPERVISED_DIR}/encoder.pt",
+        meta=f"{SUPERVISED_DIR}/meta.json",
+        metrics=f"{SUPERVISED_DIR}/run/metrics.json",
+        predictions=f"{SUPERVISED_DIR}/run/predictions.npz",
+        model=temp(f"{SUPERVISED_DIR}/run/model.pt"),
+    params:
+        data=lambda wildcards, input: Path(input.data[0]).parent,
+        run=lambda wildcards, output: Path(output.model).parent,
+        out=lambda wildcards, output: Path(output.encoder).parent,
+        init=supervised_source_init(),
+        seed=config["supervised"]["chestxray14"]["seed"],
+        weights=lambda wildcards, input: f"--weights {shlex.quote(input.weights)}" if input.weights else "",
+        settings=job_settings("finetune", task="chestxray14"),
+    threads: config["threads"]
+    log:
+        "logs/pretrain/supervised_chestxray14.log",
+    conda:
+        "../envs/dira.yaml"
+    shell:
+        "(dira finetune --task chestxray14 --data {params.data} --init {params.init} {params.weights}"
+        " --seed {params.seed} --out {params.run} --settings {params.settings:q}"
+        " && dira export-encoder --model {output.model} --out {params.out}) > {log} 2>&1"

@@ -43,7 +43,7 @@ def _chestxray14_manifest(index: ChestXray14Index, plans: list[SplitPlan]) -> di
 
 
 def prepare(root: Path, out_dir: Path, config: dict[str, Any]) -> None:
-    settings = config["prepare"]
+    settings, chestxray14 = config["prepare"], config["datasets"]["chestxray14"]
     index = read_chestxray14(root)
     train_val_patients = [index.records[i].patient_id for i in index.train_val]
     if len(set(train_val_patients)) < 2:
@@ -57,12 +57,12 @@ def prepare(root: Path, out_dir: Path, config: dict[str, Any]) -> None:
     }
     plans = [_chestxray14_plan(index, split, split_ids[split]) for split in SPLITS]
     attrs = {
-        "dataset": "chestxray14", "image_size": settings["image_size"], "source": index.source,
+        "dataset": "chestxray14", "cache_size": chestxray14["cache_size"], "source": index.source,
         "manifest": _chestxray14_manifest(index, plans),
         "provenance": provenance({"prepare": settings,
-                                  "datasets": {"chestxray14": config["datasets"]["chestxray14"]}}),
+                                  "datasets": {"chestxray14": chestxray14}}),
     }
-    write_caches(plans, Path(out_dir), settings["image_size"], settings["workers"], attrs,
+    write_caches(plans, Path(out_dir), chestxray14["cache_size"], settings["workers"], attrs,
                  desc="prepare chestxray14")
     counts = ", ".join(f"{p.split} {len(p.ids)} images / {len(np.unique(p.patients))} patients"
                        for p in plans)

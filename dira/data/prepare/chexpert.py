@@ -90,11 +90,11 @@ def prepare(root: Path, out_dir: Path, config: dict[str, Any]) -> None:
         _plan("test", index.test),
     ]
     attrs = {
-        "dataset": "chexpert", "image_size": settings["image_size"], "source": index.source,
+        "dataset": "chexpert", "cache_size": chexpert["cache_size"], "source": index.source,
         "label_codes": LABEL_CODES, "manifest": _manifest(index, plans, chexpert, len(bad_samples)),
         "provenance": provenance({"prepare": settings, "datasets": {"chexpert": chexpert}}),
     }
-    written = write_caches(plans, out_dir, settings["image_size"], settings["workers"], attrs,
+    written = write_caches(plans, out_dir, chexpert["cache_size"], settings["workers"], attrs,
                            desc="prepare chexpert", bad_samples=bad_samples)
     bad_samples.write(out_dir)  # always, header only when nothing was skipped: a rule can declare it
     counts = ", ".join(f"{p.split} {len(p.ids)} images / {len(np.unique(p.patients))} patients" for p in written)

@@ -246,12 +246,13 @@ class _Failed:
 
 
 def write_split_dataset(name: str, plans: list[SplitPlan], out_dir: Path, settings: dict[str, Any],
-                        test_fraction: float, attrs: dict[str, Any], bad: BadSamples, source: str,
+                        cache_size: int, test_fraction: float, attrs: dict[str, Any], bad: BadSamples, source: str,
                         positives: str) -> None:
-    """The end of a seeded-split preparation (SIIM-ACR, Montgomery): caches, ``splits.json`` recording the ids as
-    cached (bad samples left out), ``bad_samples.csv`` and a one-line summary counting ``positives`` per split."""
+    """The end of a seeded-split preparation (SIIM-ACR, Montgomery): caches of ``cache_size``² images, ``splits.json``
+    recording the ids as cached (bad samples left out), ``bad_samples.csv`` and a one-line summary counting
+    ``positives`` per split."""
     out_dir = Path(out_dir)
-    plans = write_caches(plans, out_dir, settings["image_size"], settings["workers"], attrs, desc=f"prepare {name}",
+    plans = write_caches(plans, out_dir, cache_size, settings["workers"], attrs, desc=f"prepare {name}",
                          bad_samples=bad)
     write_splits(out_dir, plans, dataset=name, seed=settings["split_seed"], test_fraction=test_fraction,
                  val_fraction=settings["val_fraction"])
@@ -289,7 +290,7 @@ class _PassAbandoned(Exception):
     """Samples failed under 'skip': the temporary caches are dropped and written again without them."""
 
 
-def write_caches(plans: list[SplitPlan], out_dir: Path, image_size: int, workers: int,
+def write_caches(plans: list[SplitPlan], out_dir: Path, cache_size: int, workers: int,
                  attrs: dict[str, Any], desc: str, *, bad_samples: BadSamples | None = None) -> list[SplitPlan]:
     """Decode every planned sample once and write all split caches; all appear together or none.
 
@@ -300,27 +301,27 @@ def write_caches(plans: list[SplitPlan], out_dir: Path, image_size: int, workers
     """
     bad_samples = bad_samples if bad_samples is not None else BadSamples("error")
     while True:
-        failed = _write_pass(plans, Path(out_dir), image_size, workers, attrs, desc, bad_samples)
+        failed = _write_pass(plans, Path(out_dir), cache_size, workers, attrs, desc, bad_samples)
         if not failed:
             return plans
         plans = [plan.without(failed.get(plan.split, set())) for plan in plans]
         desc = f"{desc} (again, without {sum(map(len, failed.values()))} bad)"
 
 
-def _write_pass(plans: list[SplitPlan], out_dir: Path, image_size: int, workers: int, attrs: dict[str, Any],
+def _write_pass(plans: list[SplitPlan], out_dir: Path, cache_size: int, workers: int, attrs: dict[str, Any],
                 desc: str, bad_samples: BadSamples) -> dict[str, set[int]]:
     """One decoding pass; returns the rows that failed under 'skip' (then nothing is written)."""
     jobs = [(plan, row) for plan in plans for row in range(len(plan.ids))]
-    results = _decoded([plan.samples[row] for plan, row in jobs], image_size, workers, bad_samples.skip)
+    results = _decoded([plan.samples[row] for plan, row in jobs], cache_size, workers, bad_samples.skip)
     failed: dict[str, set[int]] = {}
     try:
         with ExitStack() as stack:
             stack.enter_context(closing(results))  # stops the worker pool on the way out, also on errors
             writers = {plan.split: stack.enter_context(CacheWriter(out_dir / f"{plan.split}.h5", len(plan.ids),
-                                                                   image_size, {**attrs, "split": plan.split}))
+                                                                   cache_size, {**attrs, "split": plan.split}))
                        for plan in plans}
             # Masks are few bytes per pixel but CacheWriter takes whole arrays: N·size² bytes per split.
-            masks = {plan.split: np.zeros((len(plan.ids), image_size, image_size), np.uint8)
+            masks = {plan.split: np.zeros((len(plan.ids), cache_size, cache_size), np.uint8)
                      for plan in plans if plan.has_masks}
             for (plan, row), result in zip(jobs, tqdm(results, total=len(jobs), desc=desc, unit="img"),
                                            strict=True):
@@ -330,7 +331,7 @@ def _write_pass(plans: list[SplitPlan], out_dir: Path, image_size: int, workers:
                     continue
                 writers[plan.split].write_image(row, result.image, result.original_size)
                 if plan.has_masks:
-                    masks[plan.split][row] = _checked_mask(result, image_size, plan.ids[row])
+                    masks[plan.split][row] = _checked_mask(result, cache_size, plan.ids[row])
             if failed:
                 raise _PassAbandoned
             for plan in plans:

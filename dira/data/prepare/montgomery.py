@@ -76,11 +76,11 @@ def prepare(root: Path, out_dir: Path, config: dict[str, Any]) -> None:
                              settings["split_seed"])
     plans = [_montgomery_plan(index, split, [i for i in split_ids[split] if i in index.images]) for split in SPLITS]
     attrs = {
-        "dataset": "montgomery", "image_size": settings["image_size"], "source": index.source,
+        "dataset": "montgomery", "cache_size": montgomery["cache_size"], "source": index.source,
         "resampling": "nearest", "grey_levels": "per-image min-max to 8 bits",
         "manifest": {"root": str(index.root.resolve()), "listed_images": len(index.listed),
                      "synthetic": index.synthetic},
         "provenance": provenance({"prepare": settings, "datasets": {"montgomery": montgomery}}),
     }
-    write_split_dataset("montgomery", plans, Path(out_dir), settings, montgomery["test_fraction"], attrs, bad, index.source,
-                        positives="TB")
+    write_split_dataset("montgomery", plans, Path(out_dir), settings, montgomery["cache_size"],
+                        montgomery["test_fraction"], attrs, bad, index.source, positives="TB")

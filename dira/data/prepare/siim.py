@@ -78,10 +78,10 @@ def prepare(root: Path, out_dir: Path, config: dict[str, Any]) -> None:
     split_ids = split_images(index.listed, siim["test_fraction"], settings["val_fraction"], settings["split_seed"])
     plans = [_siim_plan(index, split, [i for i in split_ids[split] if i in index.images]) for split in SPLITS]
     attrs = {
-        "dataset": "siim", "image_size": settings["image_size"], "source": index.source,
+        "dataset": "siim", "cache_size": siim["cache_size"], "source": index.source,
         "resampling": "nearest", "grey_levels": "as stored (8-bit); deeper DICOMs per-image min-max to 8 bits",
         "manifest": _siim_manifest(index),
         "provenance": provenance({"prepare": settings, "datasets": {"siim": siim}}),
     }
-    write_split_dataset("siim", plans, Path(out_dir), settings, siim["test_fraction"], attrs, bad, index.source,
-                        positives="positive")
+    write_split_dataset("siim", plans, Path(out_dir), settings, siim["cache_size"], siim["test_fraction"], attrs, bad,
+                        index.source, positives="positive")

@@ -12,9 +12,11 @@ import importlib
 from pathlib import Path
 
 from dira.errors import InputError
+from dira.registry import BASELINE_INITS, METHODS, VARIANTS, is_known_init
+from dira.runtime.device import configure_threads, resolve_device
+from dira.runtime.rng import seed_everything
 from dira.train.finetune.loop import EarlyStopping, FitResult, evaluate, fit, make_loader, train_one_epoch
 from dira.train.finetune.tasks import TASKS, ClassificationTask, SegmentationTask
-from dira.train.runtime import configure_threads, resolve_device, seed_everything
 
 __all__ = [
     "RUNNERS", "TASKS", "ClassificationTask", "EarlyStopping", "FitResult", "SegmentationTask", "check_init",
@@ -46,8 +48,20 @@ def finetune(task: str, data_dir: Path, init: str, weights: Path | None, seed: i
     runner(spec, Path(data_dir), init, weights, seed, Path(out_dir), config, device, fraction)
 
 
+# What each baseline other than 'random' starts from, for the error that asks for it.
+BASELINE_WEIGHTS = {
+    "supervised_imagenet": "torchvision's ImageNet file, e.g. resnet50-0676ba61.pth (supervised.imagenet_weights)",
+    "supervised_chestxray14": "the encoder.pt exported from the supervised ChestX-ray14 classifier",
+}
+
+
 def check_init(init: str, weights: Path | None) -> None:
+    """The init is one the registry knows, and it has weights exactly when it is not 'random'."""
+    if not is_known_init(init):
+        raise InputError(f"unknown init '{init}' (choose from {', '.join(BASELINE_INITS)} or <method>_<variant> "
+                         f"with methods {', '.join(METHODS)} and variants {', '.join(VARIANTS)})")
     if init == "random" and weights is not None:
         raise InputError(f"{weights}: init 'random' takes no weights")
     if init != "random" and weights is None:
-        raise InputError(f"init '{init}' needs weights (--weights .../encoder.pt, or unet.pt for segmentation)")
+        wanted = BASELINE_WEIGHTS.get(init, "the pre-training's encoder.pt, or unet.pt for segmentation")
+        raise InputError(f"init '{init}' needs weights (--weights: {wanted})")

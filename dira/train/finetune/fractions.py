@@ -18,13 +18,18 @@ from torch.utils.data import Dataset, Subset
 from dira.errors import InputError
 
 
-def training_subset(n_images: int, fraction: float, seed: int) -> np.ndarray:
-    """Sorted indices of ceil(fraction · n) training images (at least one), nested across fractions."""
+def training_subset(n_images: int, fraction: float, seed: int | None) -> np.ndarray:
+    """Sorted indices of ceil(fraction · n) training images (at least one), nested across fractions.
+
+    All labels (fraction 1) need no seed: a full-data run does not read ``finetune.fraction_seed``.
+    """
     if not 0 < fraction <= 1:
         raise InputError(f"label fraction {fraction} is not in (0, 1]")
     if fraction == 1:
         return np.arange(n_images)
     # Rounding first keeps float noise (0.07 · 100 = 7.000000000000001) from adding an image.
+    if seed is None:
+        raise InputError(f"label fraction {fraction} needs finetune.fraction_seed")
     count = max(1, math.ceil(round(fraction * n_images, 9)))
     order = np.random.default_rng(seed).permutation(n_images)
     return np.sort(order[:count])
@@ -35,7 +40,7 @@ def subset_digest(ids: Sequence[str]) -> str:
     return hashlib.sha256("\n".join(ids).encode()).hexdigest()[:16]
 
 
-def select_training(dataset: Dataset, ids: Sequence[str], fraction: float, seed: int,
+def select_training(dataset: Dataset, ids: Sequence[str], fraction: float, seed: int | None,
                     source: str) -> tuple[Dataset, dict[str, Any]]:
     """The training split restricted to its label fraction, and what to record about the subset."""
     if len(dataset) == 0:

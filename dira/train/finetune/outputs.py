@@ -11,21 +11,24 @@ import torch
 
 from dira.io import atomic_path, save_torch, write_json
 from dira.provenance import provenance
+from dira.stages import select, stage_keys
 from dira.train.finetune.loop import FitResult
 
 MODEL_FILE = "model.pt"
 
 
-def run_fields(result: FitResult, *, weights: Path | None, device: torch.device, config: dict,
-               config_keys: tuple[str, ...] = ("device", "threads", "model", "finetune"),
-               extra_config: dict | None = None) -> dict[str, Any]:
-    """The training record and provenance shared by every task type's ``metrics.json``."""
+def run_fields(result: FitResult, *, weights: Path | None, device: torch.device, config: dict, task: str,
+               fraction: float) -> dict[str, Any]:
+    """The training record and provenance shared by every task type's ``metrics.json``.
+
+    The provenance holds exactly the settings the fine-tuning stage read (``dira.stages``), nothing more.
+    """
     return {
         "epochs_trained": len(result.history), "best_epoch": result.best_epoch,
         "best_val_loss": result.best_val_loss,
         "weights": str(weights) if weights is not None else None, "device_used": str(device),
         "history": [{k: finite_or_none(v) for k, v in row.items()} for row in result.history],
-        "provenance": provenance({**{key: config[key] for key in config_keys}, **(extra_config or {})}),
+        "provenance": provenance(select(config, stage_keys("finetune", task=task, fraction=fraction < 1))),
     }
 
 

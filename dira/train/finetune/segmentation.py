@@ -6,8 +6,9 @@ validation loss, the best-validation weights scored on the test split. The U-Net
 pre-trained U-Net (DiRA's encoder and decoder), from an encoder only, or from scratch.
 
 The test score is the mean per-image Dice of the masks binarised at 0.5 (an empty prediction of an empty
-truth scores 1). ``metrics.json`` adds its spread, the split into images with and without a finding
-(SIIM-ACR is mostly empty), and the benchmark code's pooled Dice for comparison.
+truth scores 1), at ``model.input_size`` (splits cached at another size are resized when opened).
+``metrics.json`` adds its spread, the split into images with and without a finding (SIIM-ACR is mostly
+empty), and the benchmark code's pooled Dice for comparison.
 """
 
 from __future__ import annotations
@@ -42,17 +43,18 @@ def binary_masks(logits: torch.Tensor) -> torch.Tensor:
     return (torch.sigmoid(logits[:, 0]) > THRESHOLD).to(torch.uint8)
 
 
-def open_segmentation_splits(data_dir: Path) -> dict[str, SegmentationDataset]:
+def open_segmentation_splits(data_dir: Path, input_size: int) -> dict[str, SegmentationDataset]:
+    """The three splits at ``input_size``, checked to share one cache size."""
     splits = {}
     for split in SPLITS:
-        dataset = SegmentationDataset(data_dir / f"{split}.h5")
+        dataset = SegmentationDataset(data_dir / f"{split}.h5", input_size)
         if len(dataset) < (2 if split == "train" else 1):
             raise InputError(f"{dataset.path}: too few images ({len(dataset)}) to fine-tune")
         splits[split] = dataset
-    sizes = {split: ds.image_size for split, ds in splits.items()}
+    sizes = {split: ds.cache_size for split, ds in splits.items()}
     if len(set(sizes.values())) != 1:
         raise InputError(f"{data_dir}: the splits have different image sizes {sizes}")
-    splits["train"].transform = segmentation_train_transform(sizes["train"])
+    splits["train"].transform = segmentation_train_transform(input_size)
     return splits
 
 
@@ -76,8 +78,9 @@ def finetune_segmentation(task: SegmentationTask, data_dir: Path, init: str, wei
                           seed: int, out_dir: Path, config: dict, device: torch.device,
                           fraction: float) -> None:
     ft, seg = config["finetune"], config["finetune"]["segmentation"]
-    splits = open_segmentation_splits(data_dir)
-    train_set, subset = select_training(splits["train"], splits["train"].ids, fraction, ft["fraction_seed"],
+    splits = open_segmentation_splits(data_dir, config["model"]["input_size"])
+    train_set, subset = select_training(splits["train"], splits["train"].ids, fraction,
+                                        ft["fraction_seed"] if fraction < 1 else None,
                                         source=str(splits["train"].path))
     model, loaded = build_segmentation_model(config["model"]["backbone"], config["model"]["decoder_channels"],
                                              weights)
@@ -102,9 +105,10 @@ def finetune_segmentation(task: SegmentationTask, data_dir: Path, init: str, wei
         "task": task.name, "init": init, "seed": seed, "metric": task.metric, "value": value,
         "per_image": {k: finite_or_none(v) if v is not None else None
                       for k, v in dice_summary(test.masks, y_pred).items()},
-        "threshold": THRESHOLD, "image_size": test.image_size, "weights_loaded": loaded,
+        "threshold": THRESHOLD, "image_size": test.image_size, "cache_size": test.cache_size,
+        "weights_loaded": loaded,
         **subset, "n_val": len(splits["val"]), "n_test": len(test),
-        **run_fields(result, weights=weights, device=device, config=config),
+        **run_fields(result, weights=weights, device=device, config=config, task=task.name, fraction=fraction),
     }
     write_run(out_dir, predictions, metrics, result.best_state)
     tqdm.write(f"{task.name} {init} seed{seed}: test {task.metric} {value:.4f} "

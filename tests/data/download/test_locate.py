@@ -35,7 +35,7 @@ def test_locate_downloads_montgomery_over_http_and_prepare_reads_it(tmp_path, se
     assert located["downloaded"] is True and located["root"] == str(root.resolve())
     assert "MontgomerySet/CXR_png" in located["layout"]  # found where the archive unpacked it
 
-    settings = '{"prepare": {"image_size": 32, "workers": 1}}'
+    settings = '{"prepare": {"workers": 1}, "datasets": {"montgomery": {"cache_size": 32}}}'
     out = tmp_path / "h5"
     assert main(["prepare", "montgomery", "--root", str(root), "--out", str(out), "--config", settings]) == 0
     with h5py.File(out / "test.h5") as test:

@@ -1,11 +1,9 @@
-"""Device choice, thread count and seeding shared by every training command."""
+"""Which device this process computes on and how many threads it may use."""
 
 from __future__ import annotations
 
 import contextlib
-import random
 
-import numpy as np
 import torch
 
 
@@ -19,13 +17,7 @@ def resolve_device(name: str) -> torch.device:
 
 
 def configure_threads(threads: int) -> None:
-    # Snakemake runs several jobs side by side; each must stay within the cores it reserved.
+    """Cap torch's intra- and inter-op threads: Snakemake runs jobs side by side, each within its cores."""
     torch.set_num_threads(threads)
     with contextlib.suppress(RuntimeError):  # already set in this process (tests run several commands)
         torch.set_num_interop_threads(max(1, min(threads, 2)))
-
-
-def seed_everything(seed: int) -> None:
-    random.seed(seed)
-    np.random.seed(seed % 2**32)
-    torch.manual_seed(seed)

@@ -2,7 +2,7 @@
 
 Snakemake extends a Snakefile's own `configfile:` with `--configfile`, so demo values used to leak into the paper
 run. These tests build the effective configuration the way `dira config` does and the way the Snakefile does
-(`DIRA_DUMP_CONFIG`, a dry run), and check both against the files.
+(.snakemake/dira/effective_config.yaml after a dry run), and check both against the files.
 """
 
 import os
@@ -60,15 +60,13 @@ def demo_only_values() -> dict[str, object]:
 
 def snakemake_config(tmp_path: Path, *configfiles: Path) -> dict:
     """The configuration the Snakefile ends up with (after validation), from a dry run."""
-    dump = tmp_path / "effective.yaml"
     args = ["--configfile", *map(str, configfiles)] if configfiles else []
-    env = {**os.environ, "DIRA_DUMP_CONFIG": str(dump),
-           "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"}
+    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"}
     done = subprocess.run([sys.executable, "-m", "snakemake", "--snakefile", str(REPO / "Snakefile"), "--directory",
                            str(tmp_path), "-n", "--quiet", "rules", *args], capture_output=True, text=True, env=env,
                           timeout=120)
     assert done.returncode == 0, done.stdout + done.stderr
-    return yaml.safe_load(dump.read_text())
+    return yaml.safe_load((tmp_path / ".snakemake/dira/effective_config.yaml").read_text())
 
 
 @pytest.mark.parametrize("path", [PAPER, TEST], ids=["paper", "test"])

@@ -3,7 +3,6 @@
 # which settings a job reads comes from dira/stages.py.
 
 import json
-import os
 import shlex
 import subprocess
 import sys
@@ -25,9 +24,11 @@ try:
 except ConfigError as err:
     raise WorkflowError(str(err)) from None
 
-if os.environ.get("DIRA_DUMP_CONFIG"):
-    # For tests and debugging: the effective configuration exactly as this run sees it.
-    Path(os.environ["DIRA_DUMP_CONFIG"]).write_text(yaml.safe_dump(json.loads(json.dumps(config)), sort_keys=False))
+# The effective configuration exactly as this run sees it (what `dira config` prints for the same files); the
+# report run re-reads it, and tests compare it with the config files.
+EFFECTIVE_CONFIG = Path(".snakemake/dira/effective_config.yaml")
+EFFECTIVE_CONFIG.parent.mkdir(parents=True, exist_ok=True)
+EFFECTIVE_CONFIG.write_text(yaml.safe_dump(json.loads(json.dumps(config)), sort_keys=False))
 
 SPLITS = ("train", "val", "test")
 PRETRAIN_DATASET = "chestxray14"  # 2D pre-training reads ChestX-ray14's training split, labels unused
@@ -253,9 +254,8 @@ def write_report():
     """
     if not all(Path(path).exists() for path in final_outputs()):
         return
-    settings = Path(".snakemake/dira_report_config.yaml")
-    settings.parent.mkdir(exist_ok=True)
-    settings.write_text(yaml.safe_dump(json.loads(json.dumps(config)), sort_keys=False))
+    settings = EFFECTIVE_CONFIG.with_name("report_config.yaml")  # the report run rewrites EFFECTIVE_CONFIG
+    settings.write_text(EFFECTIVE_CONFIG.read_text())
     command = [sys.executable, "-m", "snakemake", "--snakefile", workflow.main_snakefile, "--configfile",
                str(settings), "--report", REPORT, "--nolock"]
     done = subprocess.run(command, capture_output=True, text=True)

@@ -108,3 +108,13 @@ def test_dira_config_prints_the_effective_configuration(capsys):
 @pytest.mark.parametrize("files", [[PAPER], [TEST], []], ids=["paper", "test", "demo"])
 def test_the_snakefile_runs_with_exactly_the_effective_configuration(tmp_path, files):
     assert snakemake_config(tmp_path, *files) == run_config(files)
+
+
+def test_the_schema_exists_once_as_a_plain_file_in_the_package():
+    copies = [p for p in REPO.rglob("*.schema.yaml") if ".venv" not in p.parts]
+    assert copies == [REPO / "dira/schema/config.schema.yaml"]
+    assert not copies[0].is_symlink()
+    import importlib.resources
+
+    packaged = importlib.resources.files("dira") / "schema" / "config.schema.yaml"
+    assert packaged.read_text() == copies[0].read_text()

@@ -2,19 +2,23 @@
 
 from __future__ import annotations
 
+import importlib
 import inspect
 from typing import Any
 
+from dira import registry
 from dira.errors import InputError
-from dira.methods.barlow_twins import BarlowTwins
 from dira.methods.base import DiscriminativeMethod
-from dira.methods.mocov2 import MoCoV2
-from dira.methods.simsiam import SimSiam
 from dira.models.unet import ResNetEncoder
 
-METHODS: dict[str, type[DiscriminativeMethod]] = {
-    method.name: method for method in (MoCoV2, SimSiam, BarlowTwins)
-}
+
+def _implementation(method: registry.Method) -> type[DiscriminativeMethod]:
+    module, name = method.implementation.split(":")
+    return getattr(importlib.import_module(module), name)
+
+
+# The registry names each method and where its class lives; this is the one place that imports them.
+METHODS: dict[str, type[DiscriminativeMethod]] = {name: _implementation(m) for name, m in registry.METHODS.items()}
 
 # Keys of a method's config section that configure the run around the method (its optimiser, its 'base'
 # stage's epochs, its views), read by the trainer and the data pipeline rather than by the method.

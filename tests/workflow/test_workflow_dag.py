@@ -1,6 +1,7 @@
 """The workflow loads, validates its config and schedules the expected jobs (dry runs, seconds)."""
 
 import json
+import re
 
 from conftest import REPO, job_counts
 
@@ -130,3 +131,32 @@ def test_imported_release_weights_replace_that_pretraining(snakemake, tmp_path):
     counts = job_counts(done.stdout)
     assert counts["import_official"] == 1 and counts["pretrain"] == 5 and counts["finetune"] == 56
     assert "results/imported/mocov2_dira/encoder.pt" in done.stdout
+
+
+# The stage (workflow/rules/<stage>.smk) of every rule; a new rule must be placed here.
+RULE_STAGES = {"synth": "data", "locate": "data", "prepare": "data", "pretrain": "pretrain",
+               "pretrain_supervised": "pretrain", "import_official": "pretrain", "finetune": "finetune",
+               "finetune_fraction": "finetune", "localize": "evaluate", "aggregate": "report",
+               "aggregate_fraction": "report", "compare": "report", "figure": "report", "figure_fractions": "report",
+               "figure_heatmaps": "report", "localization_table": "report", "all": "all"}
+# What the demo leaves to config/studies.yaml (Table 1) and config/paper.yaml (Table 2's trained baselines).
+NOT_IN_DEMO = {"finetune_fraction", "aggregate_fraction", "figure_fractions", "pretrain_supervised"}
+
+
+def _rules(counts):
+    return {re.sub(r"_(chestxray14|chexpert|siim|montgomery)$", "", rule) for rule in counts if rule != "total"}
+
+
+def test_the_demo_schedules_every_stage_of_the_paper_dag(snakemake, tmp_path):
+    def planned(folder, *configfiles):
+        args = ["--configfile", *(str(REPO / "config" / name) for name in configfiles)] if configfiles else []
+        return _rules(job_counts(snakemake(tmp_path / folder, "-n", *args).stdout))
+
+    demo, paper = planned("demo"), planned("paper", "paper.yaml")
+    assert demo <= set(RULE_STAGES) and paper <= set(RULE_STAGES), (demo | paper) - set(RULE_STAGES)
+    assert {RULE_STAGES[r] for r in demo} == {RULE_STAGES[r] for r in paper}
+    # the demo synthesises what the paper locates; every other rule of the paper DAG runs in the demo, except
+    # the study and baseline rules named above
+    assert paper - demo == {"locate"} | NOT_IN_DEMO and demo - paper == {"synth"}
+    studies = planned("studies", "demo.yaml", "studies.yaml")
+    assert paper - studies == {"locate", "pretrain_supervised"}

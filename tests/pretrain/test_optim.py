@@ -73,3 +73,38 @@ def test_epoch_schedules_ignore_the_step_and_step_schedules_do_not():
         opt = build_optimizer(parameter_groups(layer, settings, 256), settings)
         lr = set_learning_rate(opt, settings, epoch=0, step=5, steps_per_epoch=10, epochs=4)
         assert lr == pytest.approx(0.03 * expected)
+
+
+def _first_lars_step(lr: float, eta: float) -> float:
+    """Relative change ‖Δw‖ / ‖w‖ of a conv weight after one LARS step (no weight decay, empty momentum)."""
+    torch.manual_seed(1)
+    w = nn.Parameter(torch.randn(64, 32, 3, 3))
+    w.grad = torch.randn_like(w) * 1e-3
+    w0 = w.detach().clone()
+    LARS([w], lr=lr, momentum=0.9, weight_decay=0.0, eta=eta, lars_adaptation=True).step()
+    return ((w.detach() - w0).norm() / w0.norm()).item()
+
+
+def test_a_lars_step_moves_a_layer_by_lr_times_eta_whatever_its_gradient():
+    # Why Barlow Twins did not train in the demo (issue 11): the step is bounded by lr·η of the layer's norm.
+    assert _first_lars_step(lr=0.2, eta=0.001) == pytest.approx(2e-4, rel=1e-4)
+    assert _first_lars_step(lr=0.2 * 32 / 256, eta=0.001) == pytest.approx(2.5e-5, rel=1e-4)
+
+
+@pytest.mark.parametrize("config, batch, steps, at_least", [
+    # paper: ChestX-ray14's 75,312 training images at batch 256, one epoch of the 1000
+    ("config/paper.yaml", 256, 75_312 // 256, 0.05),
+    # demo: ~233 training images at batch 32 (7 steps) for its 5 'base' epochs
+    ("config/demo.yaml", 32, 7 * 5, 0.05),
+])
+def test_barlow_twins_lars_can_move_its_weights(config, batch, steps, at_least):
+    from pathlib import Path
+
+    from dira.config import run_config
+    from dira.train.optim import base_learning_rate
+
+    repo = Path(__file__).resolve().parents[2]
+    settings = run_config([repo / config])["pretrain"]["barlowtwins"]["optimizer"]
+    lr = base_learning_rate(settings["lr"], settings["lr_scaling"], batch)
+    # the largest relative movement the run's steps allow (warm-up and cosine only lower it)
+    assert steps * lr * settings["eta"] >= at_least, (config, lr)

@@ -56,10 +56,12 @@ def _defaulting_validator(schema: dict[str, Any]) -> jsonschema.protocols.Valida
     return cls(schema)
 
 
-def validate(config: dict[str, Any], schema: dict[str, Any] | None = None) -> dict[str, Any]:
-    """Return a validated copy of ``config`` with defaults filled in; raise ConfigError naming the key."""
+def validate(config: dict[str, Any], schema: dict[str, Any] | None = None, *, defaults: bool = True) -> dict[str, Any]:
+    """Return a validated copy of ``config`` (with the schema's defaults filled in unless ``defaults`` is False);
+    raise ConfigError naming the key."""
     config = copy.deepcopy(config)
-    validator = _defaulting_validator(schema or _schema())
+    schema = schema or _schema()
+    validator = _defaulting_validator(schema) if defaults else jsonschema.validators.validator_for(schema)(schema)
     errors = sorted(validator.iter_errors(config), key=lambda e: list(e.absolute_path))
     if errors:
         lines = []

@@ -24,10 +24,14 @@ def add_settings_options(parser: argparse.ArgumentParser) -> None:
 
 
 def stage_settings(args: argparse.Namespace, keys: list[str]) -> dict[str, Any]:
-    """The validated settings of one stage run; with ``--settings``, all of ``keys`` must be given."""
+    """The validated settings of one stage run.
+
+    With ``--settings`` all of ``keys`` must be given and nothing is filled in: the stage sees exactly what the
+    workflow handed it, so a key it reads without declaring it fails (a KeyError naming it) instead of quietly
+    taking the schema's default.
+    """
     if args.settings is None:
         return load_config(args.config)
-    given = read_config_source(args.settings)
-    validate(given)  # types and unknown keys, before anything is filled in
+    given = validate(read_config_source(args.settings), defaults=False)  # types and unknown keys
     check_complete(given, keys)
-    return validate(given)
+    return given

@@ -62,3 +62,14 @@ def test_job_settings_of_wrong_type_are_rejected(defaults, tmp_path, capsys):
     settings["datasets"]["siim"]["synthetic"]["images"] = "many"
     code = main(["synth", "siim", "--out", str(tmp_path), "--settings", json.dumps(settings)])
     assert code == 2 and "datasets.siim.synthetic.images: 'many' is not of type 'integer'" in capsys.readouterr().err
+
+
+def test_job_settings_are_used_as_given_with_nothing_filled_in(defaults):
+    import argparse
+
+    from dira.cli.settings import stage_settings
+
+    keys = stage_keys("finetune", task="montgomery")
+    sliced = select(defaults, keys)
+    seen = stage_settings(argparse.Namespace(settings=json.dumps(sliced), config=[]), keys)
+    assert seen == sliced and "pretrain" not in seen and "localization" not in seen

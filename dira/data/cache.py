@@ -1,6 +1,9 @@
-"""HDF5 caches: one file per dataset and split, one chunk per image, written atomically.
+"""HDF5 caches: one file per dataset and split, one chunk per sample, written atomically.
 
-Layout of ``<split>.h5`` (what every reader in the package relies on):
+Every split file holds N rows of one shape and dtype in ``images`` plus their ``ids``; ``SplitCache`` reads
+either layout below, and a random read of one row reads one chunk.
+
+2D image caches, written by ``CacheWriter`` with N known before decoding (what every 2D reader relies on):
 
 - ``images``   uint8 (N, H, W), one chunk per image, grey levels as stored by the source, resized.
 - ``ids``      UTF-8 strings (N,), the source's image identifier (ChestX-ray14: the PNG file name).
@@ -12,53 +15,108 @@ Layout of ``<split>.h5`` (what every reader in the package relies on):
   (row in ``images``) and ``box_labels`` int64 (M,) (column in ``labels``); only where the source has boxes.
 - file attributes: ``dataset``, ``split``, ``cache_size`` (= H = W), ``source``, ``manifest`` (JSON),
   ``provenance`` (JSON).
+
+Volumetric caches, written by ``AppendingCacheWriter`` while the sources are read (a CT scan yields any number
+of crops, known only once the scan is read):
+
+- ``images``   (N, *shape) of the declared dtype, e.g. float16 or uint8 (32, 64, 64) in ``axes`` order;
+  resizable (maxshape (None, *shape)), one chunk per row.
+- ``ids``      UTF-8 strings (N,), one per row (e.g. ``<scan>/<crop>``), resizable.
+- per-row fields declared when the writer opens, resizable, row i of each belonging to ``images[i]``: e.g.
+  ``labels`` uint8 (N,), ``centres_zyx`` float32 (N, 3), ``source_index`` int64 (N,), ``masks`` uint8
+  (N, *shape). A field whose rows have two or more dimensions is chunked one row per chunk, like ``images``.
+- whole arrays written at the end (``write_array``), e.g. ``source_ids`` UTF-8 (M,), indexed by ``source_index``.
+- file attributes: the caller's ``dataset``, ``split``, ``source``, ``manifest`` (JSON) and ``provenance``
+  (JSON), plus those of its ``VoxelGrid``: ``axes`` (e.g. "zyx"), ``spacing_mm`` float64 (one per axis),
+  ``intensity`` (JSON: how stored values map to the scan's, e.g. {"unit": "HU", "window": [-1000, 400],
+  "scaled_to": [0, 1]}) and ``dira_version`` (the package version that wrote the file).
+
+Both writers take a shape and dtype; ``CacheWriter`` also writes 3D rows (with a ``VoxelGrid``, and no
+``original_size``) when their number is known up front. 2D files are laid out exactly as before: no
+maxshape, no volumetric attributes.
 """
 
 from __future__ import annotations
 
 import contextlib
 import json
+import math
 import os
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Self
 
 import h5py
 import numpy as np
+from numpy.typing import DTypeLike
 
+import dira
 from dira.errors import InputError
 from dira.io import atomic_path
 
 PER_IMAGE_ARRAYS = ("ids", "labels", "patients", "masks")  # one row per image, checked against N
+VOLUME_ATTRS = ("manifest", "provenance")  # what a volumetric cache must say about where it came from
+SMALL_CHUNK_BYTES = 1 << 16  # chunk size of per-row fields with scalar or 1-D rows (ids, labels, centres)
 
 
-class CacheWriter:
-    """Stream images into a new split file; nothing appears at ``path`` until the block succeeds.
+@dataclass(frozen=True)
+class VoxelGrid:
+    """How a volumetric row's values map back to its scan: without it a crop cannot be placed or compared."""
 
-    Use as a context manager. On an exception, or when the file would be incomplete (an image slot
-    never written, no ``ids``), the temporary file is deleted and a cache that existed before at
-    ``path`` is left as it was.
-    """
+    axes: str  # storage order of the row's axes, e.g. "zyx"
+    spacing_mm: tuple[float, ...]  # voxel spacing along ``axes``
+    intensity: Mapping[str, Any]  # the HU window or normalisation applied, e.g. {"unit": "HU", "window": [...]}
 
-    def __init__(self, path: str | os.PathLike, n_images: int, image_size: int, attrs: dict[str, Any]):
+    def check(self, ndim: int, where: object) -> None:
+        if len(self.axes) != ndim or len(set(self.axes)) != ndim:
+            raise ValueError(f"{where}: axes {self.axes!r} do not name the {ndim} axes of a row once each")
+        if len(self.spacing_mm) != ndim or not all(math.isfinite(s) and s > 0 for s in self.spacing_mm):
+            raise ValueError(f"{where}: spacing_mm {self.spacing_mm} must be {ndim} positive numbers")
+        if not isinstance(self.intensity, Mapping) or not self.intensity:
+            raise ValueError(f"{where}: intensity must be a non-empty mapping (HU window or normalisation)")
+
+    def attrs(self) -> dict[str, Any]:
+        return {"axes": self.axes, "spacing_mm": np.asarray(self.spacing_mm, np.float64),
+                "intensity": dict(self.intensity)}
+
+
+class _SplitFile:
+    """What both writers share: a temporary file, its attributes, and the rename only when complete."""
+
+    def __init__(self, path: str | os.PathLike, shape: int | Sequence[int], dtype: DTypeLike,
+                 attrs: dict[str, Any], grid: VoxelGrid | None):
         self.path = Path(path)
-        self.n_images = n_images
-        self.image_size = image_size
+        self.shape = _row_shape(shape, self.path)
+        self.dtype = np.dtype(dtype)
         self.attrs = attrs
+        self.grid = grid
+        if grid is not None:
+            grid.check(len(self.shape), self.path)
+            missing = [key for key in VOLUME_ATTRS if key not in attrs]
+            if missing:
+                raise ValueError(f"{self.path}: a volumetric cache needs the attributes {', '.join(missing)}")
+        elif len(self.shape) > 2:
+            raise ValueError(f"{self.path}: rows of shape {self.shape} need a VoxelGrid (axes, spacing, intensity)")
         self._atomic = None
         self._file: h5py.File | None = None
-        self._written = np.zeros(n_images, bool)
 
-    def __enter__(self) -> CacheWriter:
+    def _create(self, file: h5py.File) -> None:
+        raise NotImplementedError
+
+    def _incomplete(self) -> ValueError | None:
+        return None
+
+    def __enter__(self) -> Self:
         self._atomic = atomic_path(self.path, suffix=".h5.tmp")
         tmp = self._atomic.__enter__()
         try:
             self._file = h5py.File(tmp, "w")
-            s = self.image_size
-            self._file.create_dataset("images", shape=(self.n_images, s, s), dtype=np.uint8,
-                                      chunks=(1, s, s) if self.n_images else None)
-            self._file.create_dataset("original_size", shape=(self.n_images, 2), dtype=np.int32)
-            for key, value in self.attrs.items():
+            self._create(self._file)
+            attrs = dict(self.attrs)
+            if self.grid is not None:  # volumetric caches; 2D files keep exactly their earlier attributes
+                attrs.update(self.grid.attrs(), dira_version=dira.__version__)
+            for key, value in attrs.items():
                 self._file.attrs[key] = json.dumps(value) if isinstance(value, dict | list) else value
         except BaseException as err:
             if self._file is not None:
@@ -67,18 +125,16 @@ class CacheWriter:
             raise
         return self
 
-    def write_image(self, index: int, image: np.ndarray, original_size: tuple[int, int]) -> None:
-        if image.shape != (self.image_size, self.image_size) or image.dtype != np.uint8:
-            raise ValueError(f"image {index}: expected uint8 {self.image_size}x{self.image_size}, "
-                             f"got {image.dtype} {image.shape}")
-        self._file["images"][index] = image
-        self._file["original_size"][index] = original_size
-        self._written[index] = True
+    def _check_row(self, shape: tuple[int, ...], dtype: np.dtype, what: str) -> None:
+        if shape != self.shape or dtype != self.dtype:
+            raise ValueError(f"{self.path}: {what}: expected {self.dtype} {'x'.join(map(str, self.shape))}, "
+                             f"got {dtype} {shape}")
 
     def write_array(self, name: str, data: np.ndarray | Sequence[str], **attrs: Any) -> None:
-        """Write a whole per-sample (or per-box) array such as ``ids``, ``labels`` or ``boxes``."""
-        if name in PER_IMAGE_ARRAYS and len(data) != self.n_images:
-            raise ValueError(f"{self.path}: '{name}' has {len(data)} rows for {self.n_images} images")
+        """Write a whole array: ``ids``, ``labels`` or ``boxes`` (2D); ``source_ids`` (volumes, whose per-row
+        fields go through ``append``)."""
+        if name in self._file:
+            raise ValueError(f"{self.path}: '{name}' is written already")
         if _is_text(data):
             ds = self._file.create_dataset(name, data=[str(v) for v in data],
                                            dtype=h5py.string_dtype("utf-8"))
@@ -86,15 +142,6 @@ class CacheWriter:
             ds = self._file.create_dataset(name, data=np.asarray(data))
         for key, value in attrs.items():
             ds.attrs[key] = value
-
-    def _incomplete(self) -> ValueError | None:
-        if "ids" not in self._file:
-            return ValueError(f"{self.path}: cache written without 'ids'")
-        if not self._written.all():
-            missing = np.flatnonzero(~self._written)
-            return ValueError(f"{self.path}: {missing.size} of {self.n_images} images never written "
-                              f"(first: index {missing[0]})")
-        return None
 
     def __exit__(self, exc_type, exc, tb) -> bool:
         error = exc if exc is not None else self._incomplete()
@@ -109,6 +156,131 @@ class CacheWriter:
         if exc is None and error is not None:
             raise error
         return False
+
+
+class CacheWriter(_SplitFile):
+    """Stream a known number of rows into a new split file; nothing appears at ``path`` until the block succeeds.
+
+    ``shape`` is a row's shape, an int S meaning an S×S image (what the 2D preparers pass). Use as a context
+    manager. On an exception, or when the file would be incomplete (a row never written, no ``ids``), the
+    temporary file is deleted and a cache that existed before at ``path`` is left as it was.
+    """
+
+    def __init__(self, path: str | os.PathLike, n_images: int, shape: int | Sequence[int], attrs: dict[str, Any],
+                 *, dtype: DTypeLike = np.uint8, grid: VoxelGrid | None = None):
+        super().__init__(path, shape, dtype, attrs, grid)
+        self.n_images = n_images
+        self._written = np.zeros(n_images, bool)
+
+    def _create(self, file: h5py.File) -> None:
+        file.create_dataset("images", shape=(self.n_images, *self.shape), dtype=self.dtype,
+                            chunks=(1, *self.shape) if self.n_images else None)
+        if len(self.shape) == 2:  # where boxes are mapped back to the source picture
+            file.create_dataset("original_size", shape=(self.n_images, 2), dtype=np.int32)
+
+    def write_image(self, index: int, image: np.ndarray, original_size: tuple[int, int] | None = None) -> None:
+        """Row ``index``; 2D rows also take the source picture's (width, height)."""
+        self._check_row(image.shape, image.dtype, f"image {index}")
+        if (original_size is None) == (len(self.shape) == 2):
+            raise ValueError(f"{self.path}: image {index}: original_size is "
+                             f"{'required for 2D rows' if original_size is None else 'only for 2D rows'}")
+        self._file["images"][index] = image
+        if original_size is not None:
+            self._file["original_size"][index] = original_size
+        self._written[index] = True
+
+    def write_array(self, name: str, data: np.ndarray | Sequence[str], **attrs: Any) -> None:
+        if name in PER_IMAGE_ARRAYS and len(data) != self.n_images:
+            raise ValueError(f"{self.path}: '{name}' has {len(data)} rows for {self.n_images} images")
+        super().write_array(name, data, **attrs)
+
+    def _incomplete(self) -> ValueError | None:
+        if "ids" not in self._file:
+            return ValueError(f"{self.path}: cache written without 'ids'")
+        if not self._written.all():
+            missing = np.flatnonzero(~self._written)
+            return ValueError(f"{self.path}: {missing.size} of {self.n_images} images never written "
+                              f"(first: index {missing[0]})")
+        return None
+
+
+class AppendingCacheWriter(_SplitFile):
+    """Append rows whose number is known only while writing (a scan's crops); atomic like ``CacheWriter``.
+
+    ``fields`` declares the per-row arrays beside ``images`` and ``ids`` as ``name -> (dtype, row shape)``,
+    so that every dataset exists from the start, also in a split that ends up with no rows. Rows come in
+    batches (``append``: all the crops of one scan), so each dataset is resized and written once per batch
+    rather than once per row.
+    """
+
+    def __init__(self, path: str | os.PathLike, shape: Sequence[int], attrs: dict[str, Any], *,
+                 dtype: DTypeLike, fields: Mapping[str, tuple[DTypeLike, Sequence[int]]] | None = None,
+                 grid: VoxelGrid | None = None):
+        super().__init__(path, shape, dtype, attrs, grid)
+        self.fields = {name: (np.dtype(dt), tuple(int(n) for n in row)) for name, (dt, row) in (fields or {}).items()}
+        clash = {"images", "ids", "original_size"} & set(self.fields)
+        if clash:
+            raise ValueError(f"{self.path}: per-row field names {sorted(clash)} are reserved")
+        self.n_rows = 0
+
+    def _create(self, file: h5py.File) -> None:
+        file.create_dataset("images", shape=(0, *self.shape), maxshape=(None, *self.shape), dtype=self.dtype,
+                            chunks=(1, *self.shape))
+        text = h5py.string_dtype("utf-8")
+        file.create_dataset("ids", shape=(0,), maxshape=(None,), dtype=text, chunks=_chunks((), text))
+        for name, (dt, row) in self.fields.items():
+            file.create_dataset(name, shape=(0, *row), maxshape=(None, *row), dtype=dt, chunks=_chunks(row, dt))
+
+    def append(self, images: np.ndarray, ids: Sequence[str], **fields: Any) -> None:
+        """Append k rows: ``images`` (k, *shape) of the cache's dtype, k ``ids``, and k rows of every field."""
+        images = np.asarray(images)
+        k = len(images)
+        if images.ndim != len(self.shape) + 1:
+            raise ValueError(f"{self.path}: append takes a batch (k, {', '.join(map(str, self.shape))}), "
+                             f"got {images.shape}")
+        self._check_row(images.shape[1:], images.dtype, f"rows from {self.n_rows}")
+        if len(ids) != k:
+            raise ValueError(f"{self.path}: {len(ids)} ids for {k} rows")
+        if set(fields) != set(self.fields):
+            raise ValueError(f"{self.path}: append got fields {sorted(fields)}, the cache declares "
+                             f"{sorted(self.fields)}")
+        columns = {name: self._column(name, value, k) for name, value in fields.items()}
+        if k == 0:
+            return
+        start, end = self.n_rows, self.n_rows + k
+        for name, data in {"images": images, "ids": [str(i) for i in ids], **columns}.items():
+            dataset = self._file[name]
+            dataset.resize(end, axis=0)
+            dataset[start:end] = data
+        self.n_rows = end
+
+    def _column(self, name: str, value: Any, k: int) -> np.ndarray:
+        dt, row = self.fields[name]
+        array = np.asarray(value)
+        if array.shape != (k, *row):
+            raise ValueError(f"{self.path}: field '{name}' has shape {array.shape}, expected {(k, *row)}")
+        if array.dtype.kind in "biu" and dt.kind in "iu":  # integers of any width, as long as every value fits
+            limits = np.iinfo(dt)
+            if array.size and (array.min() < limits.min or array.max() > limits.max):
+                raise ValueError(f"{self.path}: field '{name}' has values outside {dt}'s range")
+        elif not np.can_cast(array.dtype, dt, "same_kind"):
+            raise ValueError(f"{self.path}: field '{name}' is {array.dtype}, the cache stores {dt}")
+        return array.astype(dt, copy=False)
+
+
+def _row_shape(shape: int | Sequence[int], path: Path) -> tuple[int, ...]:
+    dims = (shape, shape) if isinstance(shape, int | np.integer) else tuple(shape)
+    if not dims or not all(isinstance(n, int | np.integer) and n > 0 for n in dims):
+        raise ValueError(f"{path}: a row's shape must be positive integers, got {shape!r}")
+    return tuple(int(n) for n in dims)
+
+
+def _chunks(row: tuple[int, ...], dtype: np.dtype) -> tuple[int, ...]:
+    """One row per chunk for image-like rows (a random read is one chunk); ~64 KiB chunks for small rows."""
+    if len(row) >= 2:
+        return (1, *row)
+    row_bytes = max(1, math.prod(row) * dtype.itemsize)
+    return (max(1, SMALL_CHUNK_BYTES // row_bytes), *row)
 
 
 def _is_text(data: np.ndarray | Sequence[Any]) -> bool:
@@ -126,6 +298,7 @@ class SplitCache:
         if not self.path.is_file():
             raise FileNotFoundError(f"{self.path}: HDF5 cache not found (run `dira prepare` first)")
         self._file: h5py.File | None = None
+        self._images: h5py.Dataset | None = None
         try:
             f = h5py.File(self.path, "r")
         except OSError as err:
@@ -133,7 +306,10 @@ class SplitCache:
         with f:
             if "images" not in f or "ids" not in f:
                 raise InputError(f"{self.path}: not a dira cache (needs 'images' and 'ids')")
-            self._len = f["images"].shape[0]
+            images = f["images"]
+            self._len = images.shape[0]
+            self._shape: tuple[int, ...] = tuple(images.shape[1:])
+            self._dtype = images.dtype
 
     @property
     def file(self) -> h5py.File:
@@ -144,15 +320,27 @@ class SplitCache:
     def __len__(self) -> int:
         return self._len
 
+    @property
+    def shape(self) -> tuple[int, ...]:
+        """One row's shape: (H, W) for 2D caches, e.g. (32, 64, 64) in ``axes`` order for volumes."""
+        return self._shape
+
+    @property
+    def dtype(self) -> np.dtype:
+        return self._dtype
+
     def __getstate__(self) -> dict[str, Any]:
         # h5py handles cannot cross process boundaries; workers reopen.
-        return {**self.__dict__, "_file": None}
+        return {**self.__dict__, "_file": None, "_images": None}
 
     def image(self, index: int) -> np.ndarray:
-        return self.file["images"][index]
+        """Row ``index`` (an image or a crop): one chunk read, the dataset handle kept between reads."""
+        if self._images is None:
+            self._images = self.file["images"]
+        return self._images[index]
 
     def images(self) -> np.ndarray:
-        """All images in memory (uint8); fine for the demo sizes and a few GB of real data."""
+        """All rows in memory: fine for 2D demo sizes and a few GB; training on volumes reads ``image(i)``."""
         return self.file["images"][()]
 
     def has(self, name: str) -> bool:
@@ -184,7 +372,24 @@ class SplitCache:
             out[key] = value
         return out
 
+    @property
+    def grid(self) -> VoxelGrid | None:
+        """The voxel grid of a volumetric cache; None for 2D caches, which record none."""
+        attrs = self.attrs
+        if "axes" not in attrs:
+            if len(self.shape) > 2:
+                raise InputError(f"{self.path}: rows of shape {self.shape} but no 'axes' attribute")
+            return None
+        try:
+            grid = VoxelGrid(str(attrs["axes"]), tuple(float(s) for s in np.atleast_1d(attrs["spacing_mm"])),
+                             attrs["intensity"])
+            grid.check(len(self.shape), self.path)
+        except (KeyError, TypeError, ValueError) as err:
+            raise InputError(f"{self.path}: bad voxel grid attributes ({err})") from None
+        return grid
+
     def close(self) -> None:
+        self._images = None
         if self._file is not None:
             self._file.close()
             self._file = None

@@ -73,3 +73,46 @@ def test_reader_errors_name_the_file(tmp_path):
     (tmp_path / "text.h5").write_text("not hdf5")
     with pytest.raises(InputError, match=r"text\.h5: not a readable HDF5 file"):
         SplitCache(tmp_path / "text.h5")
+
+
+def layout(path) -> dict:
+    """Every dataset's dtype, shape, chunking, maxshape and filters, and the file's attributes: what readers see."""
+    import h5py
+
+    with h5py.File(path, "r") as f:
+        datasets = {name: (str(ds.dtype) if h5py.check_string_dtype(ds.dtype) is None else "utf-8", ds.shape,
+                           ds.chunks, ds.maxshape, ds.compression, dict(ds.attrs))
+                    for name, ds in f.items()}
+        return {"datasets": datasets, "attrs": dict(f.attrs)}
+
+
+def test_2d_layout_is_the_one_2d_readers_rely_on(tmp_path):
+    """Pinned from the layout written before caches took any row shape: a generalised writer changes no 2D file."""
+    path = tmp_path / "train.h5"
+    write(path, labels=np.eye(3, 4, dtype=np.uint8), patients=np.arange(3, dtype=np.int64))
+    assert layout(path) == {
+        "datasets": {
+            "images": ("uint8", (3, SIZE, SIZE), (1, SIZE, SIZE), (3, SIZE, SIZE), None, {}),
+            "original_size": ("int32", (3, 2), None, (3, 2), None, {}),
+            "ids": ("utf-8", (3,), None, (3,), None, {}),
+            "labels": ("uint8", (3, 4), None, (3, 4), None, {}),
+            "patients": ("int64", (3,), None, (3,), None, {}),
+        },
+        "attrs": {"dataset": "toy", "manifest": '{"files": 2}'},
+    }
+    cache = SplitCache(path)
+    assert (cache.shape, cache.dtype, cache.grid) == ((SIZE, SIZE), np.uint8, None)
+    cache.close()
+
+
+def test_empty_2d_split_is_contiguous_as_before(tmp_path):
+    path = tmp_path / "val.h5"
+    write(path, n=0)
+    assert layout(path)["datasets"]["images"] == ("uint8", (0, SIZE, SIZE), None, (0, SIZE, SIZE), None, {})
+
+
+def test_2d_rows_need_their_original_size(tmp_path):
+    writer = CacheWriter(tmp_path / "x.h5", 1, SIZE, {})
+    with pytest.raises(ValueError, match=r"x\.h5: image 0: original_size is required for 2D rows"), writer:
+        writer.write_image(0, np.zeros((SIZE, SIZE), np.uint8))
+    assert list(tmp_path.iterdir()) == []

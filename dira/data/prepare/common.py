@@ -4,6 +4,7 @@ The whole index is validated before any pixel is decoded, and the three caches a
 temporary names and renamed together at the end, so a bad input never leaves a mix of old and new
 caches behind. Decoding runs in worker processes: a plan lists picklable samples (a path, or a small
 record of paths and strings) that each turn themselves into an image and, for segmentation, a mask.
+Sources that yield many rows each (a CT scan's crops) go through ``rows.write_row_caches`` instead.
 """
 
 from __future__ import annotations
@@ -12,13 +13,13 @@ import csv
 import hashlib
 import io
 import multiprocessing
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import ProcessPoolExecutor
 from contextlib import ExitStack, closing
 from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, Protocol, TypeVar
 
 import numpy as np
 from PIL import Image
@@ -31,6 +32,8 @@ from dira.io import write_json, write_text
 SPLITS = ("train", "val", "test")
 BAD_SAMPLES_CSV = "bad_samples.csv"
 SPLITS_JSON = "splits.json"
+T = TypeVar("T")  # a sample, as decode_in_order hands it to a worker
+R = TypeVar("R")  # what decoding it returns
 
 
 @dataclass(frozen=True)
@@ -241,7 +244,9 @@ def sha256(path: Path) -> str:
 # ---- writing ---------------------------------------------------------------------------------------------
 
 @dataclass(frozen=True)
-class _Failed:
+class Failed:
+    """What a worker returns for a sample that could not be decoded under the 'skip' policy."""
+
     error: InputError
 
 
@@ -262,18 +267,18 @@ def write_split_dataset(name: str, plans: list[SplitPlan], out_dir: Path, settin
     print(f"{name} ({source}): {counts}{skipped} -> {out_dir}")
 
 
-def _load(sample: Sample, size: int, skip: bool) -> Decoded | _Failed:
+def _load(sample: Sample, size: int, skip: bool) -> Decoded | Failed:
     try:
         return sample.load(size)
     except InputError as err:
         if not skip:
             raise
-        return _Failed(err)
+        return Failed(err)
 
 
-def _decoded(samples: list[Sample], size: int, workers: int, skip: bool) -> Iterator[Decoded | _Failed]:
-    """Decode in order, in ``workers`` processes; an InputError raised in a worker reaches the caller."""
-    decode = partial(_load, size=size, skip=skip)
+def decode_in_order(decode: Callable[[T], R], samples: list[T], workers: int) -> Iterator[R]:
+    """``decode`` each sample, results in order, in ``workers`` processes; an InputError raised in a worker
+    reaches the caller. ``decode`` and the samples must pickle (a module-level function, or a partial of one)."""
     if workers <= 1:
         yield from map(decode, samples)
         return
@@ -312,7 +317,8 @@ def _write_pass(plans: list[SplitPlan], out_dir: Path, cache_size: int, workers:
                 desc: str, bad_samples: BadSamples) -> dict[str, set[int]]:
     """One decoding pass; returns the rows that failed under 'skip' (then nothing is written)."""
     jobs = [(plan, row) for plan in plans for row in range(len(plan.ids))]
-    results = _decoded([plan.samples[row] for plan, row in jobs], cache_size, workers, bad_samples.skip)
+    results = decode_in_order(partial(_load, size=cache_size, skip=bad_samples.skip),
+                              [plan.samples[row] for plan, row in jobs], workers)
     failed: dict[str, set[int]] = {}
     try:
         with ExitStack() as stack:
@@ -325,7 +331,7 @@ def _write_pass(plans: list[SplitPlan], out_dir: Path, cache_size: int, workers:
                      for plan in plans if plan.has_masks}
             for (plan, row), result in zip(jobs, tqdm(results, total=len(jobs), desc=desc, unit="img"),
                                            strict=True):
-                if isinstance(result, _Failed):
+                if isinstance(result, Failed):
                     bad_samples.report(plan.ids[row], plan.samples[row].file, result.error)
                     failed.setdefault(plan.split, set()).add(row)
                     continue

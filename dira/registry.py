@@ -18,11 +18,11 @@ class Dataset:
     dims: int
     """2 for radiographs, 3 for CT / MRI volumes."""
     prepared: bool
-    """True when this package has a reader, a synthetic writer and a preparer (the 3D sets do not yet)."""
+    """True when this package has a reader, a synthetic writer and a preparer (of the 3D sets, LUNA16 only)."""
     synthetic_subfolder: str = ""
     """Folder the release unpacks into, and so the synthetic writer too (e.g. ``MontgomerySet``)."""
     synthetic_count: str = "images"
-    """What the synthetic writer's count means: ``patients`` or ``images``."""
+    """What the synthetic writer's count means: ``patients``, ``images`` or ``scans``."""
 
 
 @dataclass(frozen=True)
@@ -72,7 +72,7 @@ DATASETS: dict[str, Dataset] = {d.name: d for d in (
     Dataset("chexpert", "CheXpert", 2, True, synthetic_subfolder="CheXpert-v1.0-small", synthetic_count="patients"),
     Dataset("siim", "SIIM-ACR", 2, True),
     Dataset("montgomery", "Montgomery", 2, True, synthetic_subfolder="MontgomerySet"),
-    Dataset("luna16", "LUNA16", 3, False),
+    Dataset("luna16", "LUNA16", 3, True, synthetic_count="scans"),
     Dataset("lidc", "LIDC-IDRI", 3, False),
     Dataset("lits", "LiTS", 3, False),
     Dataset("brats", "BraTS 2018", 3, False),

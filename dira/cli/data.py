@@ -15,7 +15,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("dataset", choices=datasets(prepared=True))
     p.add_argument("--out", required=True, help="folder to write the raw dataset into")
     p.add_argument("--count", "--patients", "--images", type=int,
-                   help="patients (chestxray14, chexpert) or images (siim, montgomery); default: the config's")
+                   help="patients (chestxray14, chexpert), images (siim, montgomery) or scans (luna16); "
+                        "default: the config's")
     p.add_argument("--image-size", type=int, help="side of the written images; default: the config's")
     p.add_argument("--seed", type=int, help="writer seed; default: the config's")
     add_settings_options(p)
@@ -39,7 +40,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("prepare", help="read a raw dataset and write its HDF5 caches (train/val/test)")
     p.add_argument("dataset", choices=datasets(prepared=True))
     p.add_argument("--root", required=True, help="folder holding the raw dataset")
-    p.add_argument("--out", required=True, help="folder for {train,val,test}.h5")
+    p.add_argument("--out", required=True, help="folder for {train,val,test}.h5 (luna16: pretrain_{train,val}.h5, "
+                                                "fpr_{train,val,test}.h5)")
     add_settings_options(p)
     p.set_defaults(func=_prepare)
 

@@ -27,7 +27,8 @@ of crops, known only once the scan is read):
   (N, *shape). A field whose rows have two or more dimensions is chunked one row per chunk, like ``images``.
 - whole arrays written at the end (``write_array``), e.g. ``source_ids`` UTF-8 (M,), indexed by ``source_index``.
 - file attributes: the caller's ``dataset``, ``split``, ``source``, ``manifest`` (JSON) and ``provenance``
-  (JSON), plus those of its ``VoxelGrid``: ``axes`` (e.g. "zyx"), ``spacing_mm`` float64 (one per axis),
+  (JSON), plus those of its ``VoxelGrid``: ``axes`` (e.g. "zyx"), ``spacing_mm`` float64 (one per axis; all NaN
+  when rows differ, and then ``spacing_field`` names the per-row field that holds it),
   ``intensity`` (JSON: how stored values map to the scan's, e.g. {"unit": "HU", "window": [-1000, 400],
   "scaled_to": [0, 1]}) and ``dira_version`` (the package version that wrote the file).
 
@@ -65,20 +66,26 @@ class VoxelGrid:
     """How a volumetric row's values map back to its scan: without it a crop cannot be placed or compared."""
 
     axes: str  # storage order of the row's axes, e.g. "zyx"
-    spacing_mm: tuple[float, ...]  # voxel spacing along ``axes``
+    spacing_mm: tuple[float, ...]  # voxel spacing along ``axes``; all NaN when it varies by row (spacing_field)
     intensity: Mapping[str, Any]  # the HU window or normalisation applied, e.g. {"unit": "HU", "window": [...]}
+    spacing_field: str = ""  # the per-row field holding each row's spacing, for crops kept in native spacing
 
     def check(self, ndim: int, where: object) -> None:
         if len(self.axes) != ndim or len(set(self.axes)) != ndim:
             raise ValueError(f"{where}: axes {self.axes!r} do not name the {ndim} axes of a row once each")
-        if len(self.spacing_mm) != ndim or not all(math.isfinite(s) and s > 0 for s in self.spacing_mm):
-            raise ValueError(f"{where}: spacing_mm {self.spacing_mm} must be {ndim} positive numbers")
+        per_row = bool(self.spacing_field) and len(self.spacing_mm) == ndim and all(math.isnan(s)
+                                                                                  for s in self.spacing_mm)
+        if not per_row and (len(self.spacing_mm) != ndim
+                            or not all(math.isfinite(s) and s > 0 for s in self.spacing_mm)):
+            raise ValueError(f"{where}: spacing_mm {self.spacing_mm} must be {ndim} positive numbers"
+                             + (" (or all NaN with spacing_field)" if self.spacing_field else ""))
         if not isinstance(self.intensity, Mapping) or not self.intensity:
             raise ValueError(f"{where}: intensity must be a non-empty mapping (HU window or normalisation)")
 
     def attrs(self) -> dict[str, Any]:
-        return {"axes": self.axes, "spacing_mm": np.asarray(self.spacing_mm, np.float64),
-                "intensity": dict(self.intensity)}
+        attrs = {"axes": self.axes, "spacing_mm": np.asarray(self.spacing_mm, np.float64),
+                 "intensity": dict(self.intensity)}
+        return {**attrs, "spacing_field": self.spacing_field} if self.spacing_field else attrs
 
 
 class _SplitFile:
@@ -382,7 +389,7 @@ class SplitCache:
             return None
         try:
             grid = VoxelGrid(str(attrs["axes"]), tuple(float(s) for s in np.atleast_1d(attrs["spacing_mm"])),
-                             attrs["intensity"])
+                             attrs["intensity"], str(attrs.get("spacing_field", "")))
             grid.check(len(self.shape), self.path)
         except (KeyError, TypeError, ValueError) as err:
             raise InputError(f"{self.path}: bad voxel grid attributes ({err})") from None

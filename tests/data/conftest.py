@@ -11,12 +11,16 @@ import pytest
 from dira.data.prepare import DATASETS, prepare_dataset
 from dira.data.synthetic.chestxray14 import write_chestxray14
 from dira.data.synthetic.chexpert import write_chexpert
+from dira.registry import DATASETS as REGISTERED
+
+# 2D datasets have a cache_size; 3D ones a crop shape instead
+IMAGE_DATASETS = [name for name in DATASETS if REGISTERED[name].dims == 2]
 
 SPEC = SimpleNamespace(patients=40, png_size=96, seed=3, cache_size=32)
 
 
 def _prepare_config(cache_size: int = SPEC.cache_size, **prepare) -> dict:
-    return {"prepare": {"workers": 1, **prepare}, "datasets": {name: {"cache_size": cache_size} for name in DATASETS}}
+    return {"prepare": {"workers": 1, **prepare}, "datasets": {name: {"cache_size": cache_size} for name in IMAGE_DATASETS}}
 
 
 @pytest.fixture(scope="session")

@@ -14,7 +14,7 @@ from typing import Any
 from dira.config import validate
 from dira.errors import InputError
 
-DATASETS = ("chestxray14", "chexpert", "siim", "montgomery")
+DATASETS = ("chestxray14", "chexpert", "siim", "montgomery", "luna16")
 
 
 def prepare_dataset(name: str, root: Path, out_dir: Path, config: dict[str, Any]) -> None:

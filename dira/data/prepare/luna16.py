@@ -122,12 +122,10 @@ def _centre_fields(geometry: Geometry, start: np.ndarray, shape: tuple[int, ...]
 
 
 @dataclass(frozen=True)
-class CubeSource:
-    """One scan's pre-training cubes (a RowSource; read in a worker)."""
+class ScanRows:
+    """What every row source of one scan says about itself (the RowSource protocol's file and id)."""
 
     scan: Scan
-    settings: CropSettings
-    cubes: dict[str, Any]  # datasets.luna16.cubes
 
     @property
     def file(self) -> Path:
@@ -136,6 +134,14 @@ class CubeSource:
     @property
     def id(self) -> str:
         return self.scan.seriesuid
+
+
+@dataclass(frozen=True)
+class CubeSource(ScanRows):
+    """One scan's pre-training cubes (a RowSource; read in a worker)."""
+
+    settings: CropSettings
+    cubes: dict[str, Any]  # datasets.luna16.cubes
 
     def rows(self) -> Iterator[Row]:
         volume, geometry, _ = scan_volume(self.scan, self.settings)
@@ -162,21 +168,12 @@ class CubeSource:
 
 
 @dataclass(frozen=True)
-class CandidateSource:
+class CandidateSource(ScanRows):
     """One scan's candidate crops (a RowSource; read in a worker)."""
 
-    scan: Scan
     points: Points
     settings: CropSettings
     candidates: dict[str, Any]  # datasets.luna16.candidates
-
-    @property
-    def file(self) -> Path:
-        return self.scan.header
-
-    @property
-    def id(self) -> str:
-        return self.scan.seriesuid
 
     def chosen(self) -> np.ndarray:
         """Rows of ``points`` kept: every class 1, class 0 up to ``negatives_per_scan`` (seeded), in file order."""

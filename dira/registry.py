@@ -23,6 +23,8 @@ class Dataset:
     """Folder the release unpacks into, and so the synthetic writer too (e.g. ``MontgomerySet``)."""
     synthetic_count: str = "images"
     """What the synthetic writer's count means: ``patients``, ``images`` or ``scans``."""
+    cache_files: tuple[str, ...] = ("train.h5", "val.h5", "test.h5")
+    """What ``dira prepare`` writes into ``data/processed/<name>/`` (the workflow's outputs of that job)."""
 
 
 @dataclass(frozen=True)
@@ -72,7 +74,9 @@ DATASETS: dict[str, Dataset] = {d.name: d for d in (
     Dataset("chexpert", "CheXpert", 2, True, synthetic_subfolder="CheXpert-v1.0-small", synthetic_count="patients"),
     Dataset("siim", "SIIM-ACR", 2, True),
     Dataset("montgomery", "Montgomery", 2, True, synthetic_subfolder="MontgomerySet"),
-    Dataset("luna16", "LUNA16", 3, True, synthetic_count="scans"),
+    Dataset("luna16", "LUNA16", 3, True, synthetic_count="scans",
+            cache_files=("pretrain_train.h5", "pretrain_val.h5", "fpr_train.h5", "fpr_val.h5", "fpr_test.h5",
+                         "splits.json")),
     Dataset("lidc", "LIDC-IDRI", 3, False),
     Dataset("lits", "LiTS", 3, False),
     Dataset("brats", "BraTS 2018", 3, False),

@@ -16,6 +16,7 @@ def schema_disagreements(schema: dict) -> list[str]:
         "variants": list(registry.VARIANTS),
         "tasks": list(registry.TASKS),
         "inits": list(registry.BASELINE_INITS),
+        "volume_datasets": registry.datasets(dims=3, prepared=True),
     }
     problems = [f"{key}: schema {props[key]['items']['enum']} != registry {values}"
                 for key, values in expected.items() if props[key]["items"]["enum"] != values]

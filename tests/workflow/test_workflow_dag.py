@@ -5,6 +5,7 @@ import re
 
 from conftest import REPO, job_counts
 
+from dira import registry
 from dira.config import load_schema
 
 
@@ -13,12 +14,12 @@ def test_demo_config_schedules_the_whole_chain(snakemake, tmp_path):
     assert done.returncode == 0, done.stdout
     counts = job_counts(done.stdout)
     # 4 tasks x 3 inits (random, mocov2_base, mocov2_dira) x 3 seeds; base and DiRA pre-training of MoCo-v2;
-    # every dataset synthesised and prepared; per-task tables and figures, the transfer table; localization of
-    # the 3 x 3 ChestX-ray14 classifiers, Table 5 and the method's heatmap figure
-    datasets = ("chestxray14", "chexpert", "siim", "montgomery")
+    # every dataset (the four 2D ones and LUNA16) synthesised and prepared; per-task tables and figures, the
+    # transfer table; localization of the 3 x 3 ChestX-ray14 classifiers, Table 5 and the method's heatmap figure
+    datasets = ("chestxray14", "chexpert", "siim", "montgomery", "luna16")
     assert counts == {**{f"synth_{d}": 1 for d in datasets}, **{f"prepare_{d}": 1 for d in datasets},
                       "pretrain": 2, "finetune": 36, "aggregate": 4, "figure": 4, "compare": 1, "localize": 9,
-                      "localization_table": 1, "figure_heatmaps": 1, "all": 1, "total": 67}
+                      "localization_table": 1, "figure_heatmaps": 1, "all": 1, "total": 69}
     assert "results/figures/localization_mocov2.png" in done.stdout
 
 
@@ -83,8 +84,8 @@ def test_every_schema_key_has_a_description_and_a_default():
 
 
 PAPER_JOBS = {
-    **{f"locate_{d}": 1 for d in ("chestxray14", "chexpert", "siim", "montgomery")},
-    **{f"prepare_{d}": 1 for d in ("chestxray14", "chexpert", "siim", "montgomery")},
+    **{f"locate_{d}": 1 for d in ("chestxray14", "chexpert", "siim", "montgomery", "luna16")},
+    **{f"prepare_{d}": 1 for d in ("chestxray14", "chexpert", "siim", "montgomery", "luna16")},
     "pretrain": 9,              # 3 methods x base / dir / dira
     "pretrain_supervised": 1,   # Table 2's supervised ChestX-ray14 model
     # ChestX-ray14: (random + 9) x 10 runs; the three other tasks also from supervised ChestX-ray14: 3 x 11 x 10
@@ -145,7 +146,8 @@ NOT_IN_DEMO = {"finetune_fraction", "aggregate_fraction", "figure_fractions", "p
 
 
 def _rules(counts):
-    return {re.sub(r"_(chestxray14|chexpert|siim|montgomery)$", "", rule) for rule in counts if rule != "total"}
+    datasets = "|".join(registry.DATASETS)
+    return {re.sub(rf"_({datasets})$", "", rule) for rule in counts if rule != "total"}
 
 
 def test_the_demo_schedules_every_stage_of_the_paper_dag(snakemake, tmp_path):

@@ -32,7 +32,9 @@ EFFECTIVE_CONFIG.write_text(yaml.safe_dump(json.loads(json.dumps(config)), sort_
 
 SPLITS = ("train", "val", "test")
 PRETRAIN_DATASET = "chestxray14"  # 2D pre-training reads ChestX-ray14's training split, labels unused
-DATASETS = list(dict.fromkeys([PRETRAIN_DATASET, *config["tasks"]]))
+IMAGE_DATASETS = list(dict.fromkeys([PRETRAIN_DATASET, *config["tasks"]]))
+VOLUME_DATASETS = list(config["volume_datasets"])
+DATASETS = [*IMAGE_DATASETS, *VOLUME_DATASETS]
 PRETRAINED = [registry.pretrained_init(m, v) for m in config["methods"] for v in config["variants"]]
 
 
@@ -130,6 +132,11 @@ def synthetic_out(name, marker):
 
 def processed(name, split):
     return f"data/processed/{name}/{split}.h5"
+
+
+def prepared_files(name):
+    """Everything `dira prepare <name>` writes (2D: the three split caches; 3D: its crop caches and splits)."""
+    return [f"data/processed/{name}/{file}" for file in registry.DATASETS[name].cache_files]
 
 
 # ------------------------------------------------------------------------------------------ weights paths
@@ -239,6 +246,7 @@ def final_outputs():
         *(f"results/tables/{kind}.{ext}" for kind in studies() for ext in ("csv", "md")),
         *(localization if LOCALIZES else []),
         *(f"results/figures/label_fraction_{task}.png" for task in FRACTION_TASKS if PERCENTS),
+        *(file for name in VOLUME_DATASETS for file in prepared_files(name)),
     ]
 
 

@@ -48,7 +48,7 @@ for _name in DATASETS:
         input:
             raw_inputs(_name),
         output:
-            [processed(_name, split) for split in SPLITS],
+            prepared_files(_name),
         params:
             dataset=_name,
             root=lambda wildcards, name=_name: dataset_root(name),

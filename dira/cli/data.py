@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from dira import registry
 from dira.cli.settings import add_settings_options, stage_settings
 from dira.registry import datasets
 from dira.stages import stage_keys
@@ -42,8 +43,17 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--root", required=True, help="folder holding the raw dataset")
     p.add_argument("--out", required=True, help="folder for {train,val,test}.h5 (luna16: pretrain_{train,val}.h5, "
                                                 "fpr_{train,val,test}.h5)")
+    p.add_argument("--shard", metavar="K/N", help="only the K-th of N blocks of the scans (3D sets: "
+                                                  f"{', '.join(registry.datasets(shardable=True))}); `dira gather` "
+                                                  "joins the N outputs")
     add_settings_options(p)
     p.set_defaults(func=_prepare)
+
+    p = sub.add_parser("gather", help="join the outputs of `dira prepare --shard K/N` into the split caches")
+    p.add_argument("dataset", choices=registry.datasets(shardable=True))
+    p.add_argument("--shards", nargs="+", required=True, metavar="DIR", help="the shards' --out folders, in order")
+    p.add_argument("--out", required=True, help="folder for the gathered caches")
+    p.set_defaults(func=_gather)
 
 
 def _synth(args: argparse.Namespace) -> None:
@@ -75,6 +85,14 @@ def _locate(args: argparse.Namespace) -> None:
 
 def _prepare(args: argparse.Namespace) -> None:
     from dira.data.prepare import prepare_dataset
+    from dira.data.prepare.shards import Shard
 
     config = stage_settings(args, stage_keys("prepare", dataset=args.dataset))
-    prepare_dataset(args.dataset, root=Path(args.root), out_dir=Path(args.out), config=config)
+    prepare_dataset(args.dataset, root=Path(args.root), out_dir=Path(args.out), config=config,
+                    shard=Shard.parse(args.shard) if args.shard else None)
+
+
+def _gather(args: argparse.Namespace) -> None:
+    from dira.data.prepare import gather_dataset
+
+    gather_dataset(args.dataset, [Path(d) for d in args.shards], Path(args.out))

@@ -34,6 +34,7 @@ import numpy as np
 from dira.data.cache import VoxelGrid
 from dira.data.prepare.common import BadSamples
 from dira.data.prepare.rows import Row, RowLayout, RowPlan, write_row_caches
+from dira.data.prepare.shards import SHARD_ATTR, Shard, gather_bad_samples, gather_row_caches, gather_splits_json
 from dira.data.sources.luna16 import Luna16Index, Points, Scan, locate, read_luna16, read_scan
 from dira.data.volumes.geometry import Geometry, array_index, index_to_world, world_to_index
 from dira.data.volumes.intensity import window
@@ -213,12 +214,16 @@ def _layout(settings: CropSettings, fields: dict[str, tuple[Any, tuple[int, ...]
     return RowLayout(settings.shape, np.dtype(settings.dtype), {**common, **fields}, grid)
 
 
-def _scans_of(index: Luna16Index, subsets: tuple[int, ...]) -> list[Scan]:
-    return [scan for scan in index.scans.values() if scan.subset in subsets]
+def _scans_of(index: Luna16Index, subsets: tuple[int, ...], shard: Shard | None) -> list[Scan]:
+    scans = [scan for scan in index.scans.values() if scan.subset in subsets]
+    return shard.take(scans) if shard else scans
 
 
-def prepare_luna16(root: Path, out_dir: Path, config: dict[str, Any]) -> None:
-    """Write the cube and candidate caches, ``splits.json`` and ``bad_samples.csv`` into ``out_dir``."""
+def prepare_luna16(root: Path, out_dir: Path, config: dict[str, Any], shard: Shard | None = None) -> None:
+    """Write the cube and candidate caches, ``splits.json`` and ``bad_samples.csv`` into ``out_dir``.
+
+    With ``shard`` K/N only the K-th of N blocks of each split's scans; ``gather`` joins the N outputs.
+    """
     prepare_settings, luna = config["prepare"], config["datasets"]["luna16"]
     settings = CropSettings.of(luna)
     if settings.hu_window[1] <= settings.hu_window[0]:
@@ -229,9 +234,11 @@ def prepare_luna16(root: Path, out_dir: Path, config: dict[str, Any]) -> None:
     bad = BadSamples(prepare_settings["on_bad_sample"])
     attrs = {"dataset": "luna16", "source": index.source,
              "manifest": {"root": str(index.root.resolve()), "scans": len(index.scans), "synthetic": index.synthetic},
-             "provenance": provenance({"prepare": prepare_settings, "datasets": {"luna16": luna}})}
+             "provenance": provenance({"prepare": prepare_settings, "datasets": {"luna16": luna}}),
+             **({SHARD_ATTR: str(shard)} if shard else {})}
     workers = prepare_settings["workers"]
-    cube_plans = [RowPlan(split, [CubeSource(scan, settings, luna["cubes"]) for scan in _scans_of(index, subsets)])
+    cube_plans = [RowPlan(split, [CubeSource(scan, settings, luna["cubes"])
+                                  for scan in _scans_of(index, subsets, shard)])
                   for split, subsets in CUBE_SPLITS.items()]
     cube_plans = write_row_caches(cube_plans, out_dir, _layout(settings, {"border_zyx": (np.int32, (3,))}), workers,
                                   {**attrs, "kind": "pretraining cubes", "cubes": luna["cubes"]},
@@ -239,7 +246,7 @@ def prepare_luna16(root: Path, out_dir: Path, config: dict[str, Any]) -> None:
     failed = {sample.id for sample in bad.samples}  # read once: not listed twice
     candidate_plans = [RowPlan(split, [CandidateSource(scan, index.scan_candidates(scan.seriesuid), settings,
                                                        luna["candidates"])
-                                       for scan in _scans_of(index, subsets) if scan.seriesuid not in failed])
+                                       for scan in _scans_of(index, subsets, shard) if scan.seriesuid not in failed])
                        for split, subsets in CANDIDATE_SPLITS.items()]
     fields = {"labels": (np.uint8, ()), "padded": (np.uint8, ()), "csv_line": (np.int64, ())}
     candidate_plans = write_row_caches(candidate_plans, out_dir, _layout(settings, fields), workers,
@@ -252,7 +259,17 @@ def prepare_luna16(root: Path, out_dir: Path, config: dict[str, Any]) -> None:
     skipped = f", {len(bad)} bad scans left out" if len(bad) else ""
     cubes = {plan.split: len(plan.sources) for plan in cube_plans}
     crops = {plan.split: len(plan.sources) for plan in candidate_plans}
-    print(f"luna16 ({index.source}): scans with cubes {cubes}, with candidate crops {crops}{skipped} -> {out_dir}")
+    part = f" (shard {shard})" if shard else ""
+    print(f"luna16 ({index.source}){part}: scans with cubes {cubes}, with candidate crops {crops}{skipped} "
+          f"-> {out_dir}")
 
 
-prepare = prepare_luna16  # the name prepare_dataset calls
+def gather_luna16(shard_dirs: list[Path], out_dir: Path) -> None:
+    """Join the outputs of ``prepare_luna16`` over shards 0/N ... N-1/N into what one unsharded job writes."""
+    gather_row_caches(shard_dirs, out_dir, [*CUBE_SPLITS, *CANDIDATE_SPLITS], "gather luna16")
+    gather_splits_json(shard_dirs, Path(out_dir) / SPLITS_JSON)
+    gather_bad_samples(shard_dirs, out_dir)
+
+
+prepare = prepare_luna16  # the names prepare_dataset and gather_dataset call
+gather = gather_luna16

@@ -18,13 +18,15 @@ class Dataset:
     dims: int
     """2 for radiographs, 3 for CT / MRI volumes."""
     prepared: bool
-    """True when this package has a reader, a synthetic writer and a preparer (of the 3D sets, LUNA16 only)."""
+    """True when this package has a reader, a synthetic writer and a preparer."""
     synthetic_subfolder: str = ""
     """Folder the release unpacks into, and so the synthetic writer too (e.g. ``MontgomerySet``)."""
     synthetic_count: str = "images"
     """What the synthetic writer's count means: ``patients``, ``images`` or ``scans``."""
     cache_files: tuple[str, ...] = ("train.h5", "val.h5", "test.h5")
     """What ``dira prepare`` writes into ``data/processed/<name>/`` (the workflow's outputs of that job)."""
+    shardable: bool = False
+    """``dira prepare --shard K/N`` and ``dira gather`` split its preparation into jobs (many-volume 3D sets)."""
 
 
 @dataclass(frozen=True)
@@ -76,11 +78,15 @@ DATASETS: dict[str, Dataset] = {d.name: d for d in (
     Dataset("montgomery", "Montgomery", 2, True, synthetic_subfolder="MontgomerySet"),
     Dataset("luna16", "LUNA16", 3, True, synthetic_count="scans",
             cache_files=("pretrain_train.h5", "pretrain_val.h5", "fpr_train.h5", "fpr_val.h5", "fpr_test.h5",
-                         "splits.json")),
-    Dataset("lidc", "LIDC-IDRI", 3, False),
-    Dataset("lits", "LiTS", 3, False),
-    Dataset("brats", "BraTS 2018", 3, False),
-    Dataset("pe", "PE-CAD / CAD-PE", 3, False),
+                         "splits.json"), shardable=True),
+    Dataset("lidc", "LIDC-IDRI", 3, True, synthetic_count="patients",
+            cache_files=("ncs_train.h5", "ncs_val.h5", "ncs_test.h5", "splits.json")),
+    Dataset("lits", "LiTS", 3, True, synthetic_count="scans",
+            cache_files=("train.h5", "val.h5", "test_volumes.h5", "splits.json")),
+    Dataset("brats", "BraTS 2018", 3, True, synthetic_count="patients",
+            cache_files=("train.h5", "val.h5", "test_volumes.h5", "splits.json")),
+    Dataset("pe", "PE-CAD / CAD-PE", 3, True, synthetic_count="scans",
+            cache_files=("fpr_train.h5", "fpr_val.h5", "fpr_test.h5", "splits.json")),
 )}
 
 TASKS: dict[str, Task] = {t.name: t for t in (
@@ -137,6 +143,7 @@ def imported_init_pattern() -> str:
     return f"^({'|'.join(METHODS)})_({'|'.join(VARIANTS)})$"
 
 
-def datasets(dims: int | None = None, prepared: bool | None = None) -> list[str]:
+def datasets(dims: int | None = None, prepared: bool | None = None, shardable: bool | None = None) -> list[str]:
     return [d.name for d in DATASETS.values()
-            if (dims is None or d.dims == dims) and (prepared is None or d.prepared == prepared)]
+            if (dims is None or d.dims == dims) and (prepared is None or d.prepared == prepared)
+            and (shardable is None or d.shardable == shardable)]

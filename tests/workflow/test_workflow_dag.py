@@ -14,12 +14,15 @@ def test_demo_config_schedules_the_whole_chain(snakemake, tmp_path):
     assert done.returncode == 0, done.stdout
     counts = job_counts(done.stdout)
     # 4 tasks x 3 inits (random, mocov2_base, mocov2_dira) x 3 seeds; base and DiRA pre-training of MoCo-v2;
-    # every dataset (the four 2D ones and LUNA16) synthesised and prepared; per-task tables and figures, the
+    # every dataset (the four 2D and the five 3D ones) synthesised and prepared; per-task tables and figures, the
     # transfer table; localization of the 3 x 3 ChestX-ray14 classifiers, Table 5 and the method's heatmap figure
-    datasets = ("chestxray14", "chexpert", "siim", "montgomery", "luna16")
-    assert counts == {**{f"synth_{d}": 1 for d in datasets}, **{f"prepare_{d}": 1 for d in datasets},
+    datasets = ("chestxray14", "chexpert", "siim", "montgomery", "luna16", "lidc", "lits", "brats", "pe")
+    # LUNA16 in prepare.volume_shards = 2 jobs and a gather, as the paper's 10
+    assert counts == {**{f"synth_{d}": 1 for d in datasets},
+                      **{f"prepare_{d}": 1 for d in datasets if d != "luna16"},
+                      "prepare_luna16_shard": 2, "gather_luna16": 1,
                       "pretrain": 2, "finetune": 36, "aggregate": 4, "figure": 4, "compare": 1, "localize": 9,
-                      "localization_table": 1, "figure_heatmaps": 1, "all": 1, "total": 69}
+                      "localization_table": 1, "figure_heatmaps": 1, "all": 1, "total": 79}
     assert "results/figures/localization_mocov2.png" in done.stdout
 
 
@@ -84,8 +87,10 @@ def test_every_schema_key_has_a_description_and_a_default():
 
 
 PAPER_JOBS = {
-    **{f"locate_{d}": 1 for d in ("chestxray14", "chexpert", "siim", "montgomery", "luna16")},
-    **{f"prepare_{d}": 1 for d in ("chestxray14", "chexpert", "siim", "montgomery", "luna16")},
+    # every dataset but PE (neither PE-CAD nor CAD-PE is under data/raw/pe: skipped with a message)
+    **{f"locate_{d}": 1 for d in ("chestxray14", "chexpert", "siim", "montgomery", "luna16", "lidc", "lits", "brats")},
+    **{f"prepare_{d}": 1 for d in ("chestxray14", "chexpert", "siim", "montgomery", "lidc", "lits", "brats")},
+    "prepare_luna16_shard": 10, "gather_luna16": 1,  # prepare.volume_shards
     "pretrain": 9,              # 3 methods x base / dir / dira
     "pretrain_supervised": 1,   # Table 2's supervised ChestX-ray14 model
     # ChestX-ray14: (random + 9) x 10 runs; the three other tasks also from supervised ChestX-ray14: 3 x 11 x 10
@@ -101,6 +106,7 @@ def test_paper_config_schedules_every_2d_table(snakemake, tmp_path):
     assert done.returncode == 0, done.stdout[-3000:]
     assert job_counts(done.stdout) == {**PAPER_JOBS, "total": sum(PAPER_JOBS.values())}
     assert "supervised_imagenet: skipped, its weights file" in done.stdout
+    assert "pe: skipped" in done.stdout and "ieee-dataport.org/open-access/cad-pe" in done.stdout
     for table in ("transfer", "ablation", "fraction", "table5_localization"):
         assert f"results/tables/{table}.csv" in done.stdout, table
     assert "results/finetune/siim/supervised_chestxray14/seed9/metrics.json" in done.stdout
@@ -140,14 +146,15 @@ RULE_STAGES = {"synth": "data", "locate": "data", "prepare": "data", "pretrain":
                "pretrain_supervised": "pretrain", "import_official": "pretrain", "finetune": "finetune",
                "finetune_fraction": "finetune", "localize": "evaluate", "aggregate": "report",
                "aggregate_fraction": "report", "compare": "report", "figure": "report", "figure_fractions": "report",
-               "figure_heatmaps": "report", "localization_table": "report", "all": "all"}
+               "figure_heatmaps": "report", "localization_table": "report", "all": "all",
+               "prepare_shard": "data", "gather": "data"}
 # What the demo leaves to config/studies.yaml (Table 1) and config/paper.yaml (Table 2's trained baselines).
 NOT_IN_DEMO = {"finetune_fraction", "aggregate_fraction", "figure_fractions", "pretrain_supervised"}
 
 
 def _rules(counts):
     datasets = "|".join(registry.DATASETS)
-    return {re.sub(rf"_({datasets})$", "", rule) for rule in counts if rule != "total"}
+    return {re.sub(rf"_({datasets})(?=_|$)", "", rule) for rule in counts if rule != "total"}
 
 
 def test_the_demo_schedules_every_stage_of_the_paper_dag(snakemake, tmp_path):

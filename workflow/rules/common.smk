@@ -33,7 +33,20 @@ EFFECTIVE_CONFIG.write_text(yaml.safe_dump(json.loads(json.dumps(config)), sort_
 SPLITS = ("train", "val", "test")
 PRETRAIN_DATASET = "chestxray14"  # 2D pre-training reads ChestX-ray14's training split, labels unused
 IMAGE_DATASETS = list(dict.fromkeys([PRETRAIN_DATASET, *config["tasks"]]))
-VOLUME_DATASETS = list(config["volume_datasets"])
+def _available_volume_datasets():
+    """The configured 3D sets, less PE when neither PE set is there (the paper's PE-CAD is private)."""
+    names = list(config["volume_datasets"])
+    pe = config["datasets"]["pe"]
+    if "pe" in names and pe["source"] == "real" and not pe["pe_cad"]["splits_dir"]:
+        from dira.data.sources.pe import find_cad_pe, unavailable
+
+        if find_cad_pe(Path(pe["root"])) is None:
+            logger.warning(f"pe: skipped. {unavailable(Path(pe['root']))}")
+            names.remove("pe")
+    return names
+
+
+VOLUME_DATASETS = _available_volume_datasets()
 DATASETS = [*IMAGE_DATASETS, *VOLUME_DATASETS]
 PRETRAINED = [registry.pretrained_init(m, v) for m in config["methods"] for v in config["variants"]]
 
@@ -132,6 +145,18 @@ def synthetic_out(name, marker):
 
 def processed(name, split):
     return f"data/processed/{name}/{split}.h5"
+
+
+SHARDS = config["prepare"]["volume_shards"]
+SHARDED = [name for name in VOLUME_DATASETS if registry.DATASETS[name].shardable and SHARDS > 1]
+
+
+def shard_dir(name, shard):
+    return f"data/interim/{name}/shard{shard}"
+
+
+def shard_file(name, shard, file):
+    return f"{shard_dir(name, shard)}/{file}"
 
 
 def prepared_files(name):

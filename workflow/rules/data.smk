@@ -42,6 +42,54 @@ for _name in DATASETS:
                 "dira locate {params.dataset} --root {params.root:q} --out {output.marker} {params.options}"
                 " > {log} 2>&1 || (cat {log} >&2; exit 1)"
 
+    if _name in SHARDED:
+
+        rule:
+            name:
+                f"prepare_{_name}_shard"
+            wildcard_constraints:
+                shard=r"\d+",
+            input:
+                raw_inputs(_name),
+            output:
+                # the gathered caches hold the same rows: the shards' copies go once gathered
+                [temp(shard_file(_name, "{shard}", file)) for file in registry.DATASETS[_name].cache_files],
+            params:
+                dataset=_name,
+                root=lambda wildcards, name=_name: dataset_root(name),
+                out=lambda wildcards, output: Path(output[0]).parent,
+                of=SHARDS,
+                settings=job_settings("prepare", dataset=_name),
+            threads: config["prepare"]["workers"]
+            log:
+                f"logs/data/prepare_{_name}_shard{{shard}}.log",
+            conda:
+                "../envs/dira.yaml"
+            shell:
+                "dira prepare {params.dataset} --root {params.root:q} --out {params.out:q}"
+                " --shard {wildcards.shard}/{params.of} --settings {params.settings:q} > {log} 2>&1"
+
+        rule:
+            name:
+                f"gather_{_name}"
+            input:
+                [shard_file(_name, shard, file) for shard in range(SHARDS)
+                 for file in registry.DATASETS[_name].cache_files],
+            output:
+                prepared_files(_name),
+            params:
+                dataset=_name,
+                shards=lambda wildcards, name=_name: [shard_dir(name, shard) for shard in range(SHARDS)],
+                out=lambda wildcards, output: Path(output[0]).parent,
+            log:
+                f"logs/data/gather_{_name}.log",
+            conda:
+                "../envs/dira.yaml"
+            shell:
+                "dira gather {params.dataset} --shards {params.shards:q} --out {params.out:q} > {log} 2>&1"
+
+        continue
+
     rule:
         name:
             f"prepare_{_name}"

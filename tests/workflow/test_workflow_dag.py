@@ -170,3 +170,12 @@ def test_the_demo_schedules_every_stage_of_the_paper_dag(snakemake, tmp_path):
     assert paper - demo == {"locate"} | NOT_IN_DEMO and demo - paper == {"synth"}
     studies = planned("studies", "demo.yaml", "studies.yaml")
     assert paper - studies == {"locate", "pretrain_supervised"}
+
+
+def test_pe_cad_holders_prepare_pe_from_its_split_files(snakemake, tmp_path):
+    # PE-CAD is private and has no fixed layout: with its split files configured nothing is located or skipped
+    (tmp_path / "pecad.yaml").write_text("datasets: {pe: {source: real, pe_cad: {splits_dir: ecc}}}\n")
+    done = snakemake(tmp_path, "-n", "--configfile", str(REPO / "config/paper.yaml"), str(tmp_path / "pecad.yaml"))
+    assert done.returncode == 0, done.stdout[-3000:]
+    counts = job_counts(done.stdout)
+    assert counts["prepare_pe"] == 1 and "locate_pe" not in counts and "pe: skipped" not in done.stdout

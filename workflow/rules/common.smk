@@ -119,6 +119,8 @@ def raw_inputs(name):
     """What prepare waits for: the synthetic writer's completion marker, or the marker of the located real data."""
     if config["datasets"][name]["source"] == "synthetic":
         return [f"{dataset_root(name)}/dira_synthetic.json"]
+    if name == "pe" and config["datasets"]["pe"]["pe_cad"]["splits_dir"]:
+        return []  # the private PE-CAD has no fixed layout to locate: `dira prepare pe` checks its files
     return [located(name)]
 
 

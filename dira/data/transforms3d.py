@@ -164,14 +164,8 @@ def inpaint_boxes(
     """Draw the in-painting blocks: up to ``max_blocks``, each drawn while U[0, 1) < ``continue_prob``."""
     low = [max(1, d // min_side_divisor) for d in shape]
     high = [max(lo, d // max_side_divisor) for lo, d in zip(low, shape, strict=True)]
-    boxes = []
-    for _ in range(max_blocks):
-        if rng.random() >= continue_prob:
-            break
-        sides = _sides(low, high, rng)
-        corner = _corner(shape, sides, margin, rng)
-        boxes.append(tuple(slice(int(c), int(c + s)) for c, s in zip(corner, sides, strict=True)))
-    return boxes
+    return _draw_boxes(shape, low, high, rng, count=max_blocks, continue_prob=continue_prob, first_free=False,
+                       margin=margin)
 
 
 def inpaint(
@@ -209,9 +203,17 @@ def outpaint_boxes(
     lo_n, hi_n = shrink_sevenths
     low = [max(1, d - hi_n * d // 7) for d in shape]  # side = dim - randint(lo_n dim // 7, hi_n dim // 7)
     high = [max(lo, d - lo_n * d // 7) for lo, d in zip(low, shape, strict=True)]
+    return _draw_boxes(shape, low, high, rng, count=max_windows, continue_prob=continue_prob, first_free=True,
+                       margin=margin)
+
+
+def _draw_boxes(shape: Sequence[int], low: list[int], high: list[int], rng: np.random.Generator, *, count: int,
+                continue_prob: float, first_free: bool, margin: int) -> list[tuple[slice, slice, slice]]:
+    """Up to ``count`` boxes of sides in [low, high], each drawn while U[0, 1) < ``continue_prob`` (the first
+    without that draw when ``first_free``, as out-painting always keeps one window)."""
     boxes = []
-    for i in range(max_windows):
-        if i > 0 and rng.random() >= continue_prob:
+    for i in range(count):
+        if not (first_free and i == 0) and rng.random() >= continue_prob:
             break
         sides = _sides(low, high, rng)
         corner = _corner(shape, sides, margin, rng)

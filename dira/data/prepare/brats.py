@@ -28,8 +28,7 @@ import numpy as np
 
 from dira.data.cache import VoxelGrid
 from dira.data.prepare.common import BadSamples
-from dira.data.prepare.lits import (
-    SPLITS_JSON,
+from dira.data.prepare.patches import (
     TEST_VOLUMES,
     WholeVolume,
     case_rng,
@@ -39,6 +38,7 @@ from dira.data.prepare.lits import (
     write_whole_volumes,
 )
 from dira.data.prepare.rows import Row, RowPlan, write_row_caches
+from dira.data.prepare.volume_crops import SPLITS_JSON
 from dira.data.sources.brats import MODALITIES, BratsCase, BratsIndex, read_brats, read_case, read_folds, whole_tumour
 from dira.errors import InputError
 from dira.io import write_json
@@ -141,7 +141,8 @@ def prepare_brats(root: Path, out_dir: Path, config: dict[str, Any]) -> None:
                              {**attrs, "kind": "whole-tumour patches", "patches": brats["patches"]},
                              "prepare brats patches", bad_samples=bad)
     test = write_whole_volumes(out_dir / TEST_VOLUMES, [index.cases[c] for c in splits["test"]], read_whole, workers,
-                               {**attrs, "split": "test", "kind": "whole test volumes"}, _grid("czyx"), bad)
+                               {**attrs, "split": "test", "kind": "whole test volumes"}, _grid("czyx"), bad,
+                               "prepare brats test volumes")
     used = {c for ids in splits.values() for c in ids}
     write_json(out_dir / SPLITS_JSON, {
         "dataset": "brats", "folds": origin, "val_fraction": brats["val_fraction"], "seed": brats["split_seed"],

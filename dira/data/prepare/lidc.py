@@ -31,8 +31,8 @@ import numpy as np
 
 from dira.data.cache import VoxelGrid
 from dira.data.prepare.common import BadSamples
-from dira.data.prepare.luna16 import crop
 from dira.data.prepare.rows import Row, RowLayout, RowPlan, write_row_caches
+from dira.data.prepare.volume_crops import crop
 from dira.data.sources.lidc import PhysicalNodule, SeriesRef, nodules_of, read_lidc
 from dira.data.volumes.dicom_series import read_series
 from dira.data.volumes.geometry import Geometry, array_index, index_to_world, world_to_index

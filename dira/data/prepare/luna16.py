@@ -23,7 +23,6 @@ go to ``splits.json``; scans that cannot be read, under ``prepare.on_bad_sample:
 
 from __future__ import annotations
 
-import zlib
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -35,9 +34,9 @@ from dira.data.cache import VoxelGrid
 from dira.data.prepare.common import BadSamples
 from dira.data.prepare.rows import Row, RowLayout, RowPlan, write_row_caches
 from dira.data.prepare.shards import SHARD_ATTR, Shard, gather_bad_samples, gather_row_caches, gather_splits_json
+from dira.data.prepare.volume_crops import CropSettings, crop, scan_rng
 from dira.data.sources.luna16 import Luna16Index, Points, Scan, locate, read_luna16, read_scan
 from dira.data.volumes.geometry import Geometry, array_index, index_to_world, world_to_index
-from dira.data.volumes.intensity import window
 from dira.data.volumes.resample import resample
 from dira.errors import InputError
 from dira.io import write_json
@@ -49,39 +48,12 @@ SPLITS_JSON = "splits.json"
 _CUBES, _NEGATIVES = range(2)  # independent random streams per scan
 
 
-@dataclass(frozen=True)
-class CropSettings:
-    """What every crop shares; from ``datasets.luna16`` (the schema holds the defaults)."""
-
-    shape: tuple[int, int, int]  # z, y, x voxels
-    hu_window: tuple[float, float]
-    spacing: tuple[float, float, float] | None  # x, y, z mm, or None for native
-    dtype: str  # float16 or uint8
-
-    @classmethod
-    def of(cls, luna: dict[str, Any]) -> CropSettings:
-        spacing = luna["spacing"]
-        return cls(tuple(luna["crop_shape"]), tuple(luna["hu_window"]),
-                   None if spacing is None else tuple(float(s) for s in spacing), luna["dtype"])
-
-    def store(self, hu: np.ndarray) -> np.ndarray:
-        """HU -> the cache's values: the window mapped to [0, 1], as float16 or rounded to 0..255."""
-        scaled = window(hu, *self.hu_window)
-        if self.dtype == "uint8":
-            return np.rint(scaled * 255).astype(np.uint8)
-        return scaled.astype(np.float16)
-
-
 def scan_volume(scan: Scan, settings: CropSettings) -> tuple[np.ndarray, Geometry, Geometry]:
     """The scan's HU volume (z, y, x) in the spacing the crops are cut at, its geometry and the native one."""
     volume, native = read_scan(scan)
     if settings.spacing is None:
         return volume, native, native
     return *resample(volume, native, settings.spacing), native
-
-
-def scan_rng(seed: int, seriesuid: str, stream: int) -> np.random.Generator:
-    return np.random.default_rng([seed, stream, zlib.crc32(seriesuid.encode())])
 
 
 def fitted_border(volume_shape: tuple[int, ...], extent: tuple[int, ...], border: tuple[int, ...]) -> np.ndarray | None:
@@ -102,17 +74,6 @@ def tissue_share(hu: np.ndarray, tissue_hu: float, lookahead: int) -> float:
     for k in range(1, lookahead):
         ahead |= tissue[k:k + depth]
     return float(ahead.mean())
-
-
-def crop(volume: np.ndarray, start: np.ndarray, shape: tuple[int, ...], fill: float) -> tuple[np.ndarray, bool]:
-    """``volume[start : start + shape]`` (float32), the part outside the volume set to ``fill``; and whether any was."""
-    start, stop = np.asarray(start), np.asarray(start) + np.asarray(shape)
-    low, high = np.maximum(start, 0), np.minimum(stop, volume.shape)
-    out = np.full(shape, fill, np.float32)
-    if (high > low).all():
-        out[tuple(slice(a - s, b - s) for a, b, s in zip(low, high, start, strict=True))] = \
-            volume[tuple(slice(a, b) for a, b in zip(low, high, strict=True))]
-    return out, bool((start < 0).any() or (stop > np.asarray(volume.shape)).any())
 
 
 def _centre_fields(geometry: Geometry, start: np.ndarray, shape: tuple[int, ...]) -> dict[str, np.ndarray]:

@@ -38,8 +38,8 @@ from skimage.measure import label
 
 from dira.data.cache import VoxelGrid
 from dira.data.prepare.common import BadSamples
-from dira.data.prepare.luna16 import CropSettings, crop, scan_rng
 from dira.data.prepare.rows import Row, RowLayout, RowPlan, write_row_caches
+from dira.data.prepare.volume_crops import CropSettings, crop, scan_rng
 from dira.data.sources.pe import (
     SPLIT_NAMES,
     CadPeCase,

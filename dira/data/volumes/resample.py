@@ -155,3 +155,11 @@ def _split(count: int, parts: int) -> list[range]:
     """``parts`` contiguous ranges covering 0..count-1 (contiguous: neighbouring outputs share input slices)."""
     bounds = np.linspace(0, count, parts + 1).round().astype(int)
     return [range(a, b) for a, b in pairwise(bounds.tolist()) if b > a]
+
+
+def resample_nearest(labels: np.ndarray, geometry: Geometry, spacing: tuple[float, float, float]) -> np.ndarray:
+    """Label maps (z, y, x) on the grid :func:`resample` gives, each output voxel copying the nearest input voxel."""
+    target = resampled_geometry(geometry, spacing)
+    picks = [np.minimum(np.rint(source_coordinates(output_size(n, old, new), old, new)).astype(np.int64), n - 1)
+             for n, old, new in zip(geometry.size, geometry.spacing, target.spacing, strict=True)]
+    return labels[np.ix_(picks[2], picks[1], picks[0])]

@@ -12,12 +12,13 @@ import nibabel as nib
 import numpy as np
 import pytest
 
-from dira.data.prepare.lits import draw_centres, patch_start, prepare_lits, resample_labels, split_cases
+from dira.data.prepare.lits import prepare_lits, split_cases
+from dira.data.prepare.patches import draw_centres, patch_start
 from dira.data.sources.lits import read_case, read_lits
 from dira.data.synthetic.lits import case_numbers, write_lits
 from dira.data.volumes.geometry import Geometry, array_index, index_to_world, world_to_index
 from dira.data.volumes.nifti import LPS_FROM_RAS, read_aligned, read_nifti, write_nifti
-from dira.data.volumes.resample import resampled_geometry
+from dira.data.volumes.resample import resample_nearest, resampled_geometry
 from dira.errors import InputError
 
 CASES, IMAGE_SIZE, SEED = 6, 48, 3  # volumes 0-3 (train), 100 (val), 115 (test)
@@ -177,7 +178,7 @@ def test_resampled_preparation_records_its_spacing(raw, tmp_path):
         mask = f["cases/volume-115/mask"][()]
     target = resampled_geometry(geometry, tuple(spacing))
     assert mask.shape == target.array_shape
-    assert np.array_equal(mask, resample_labels(labels, geometry, tuple(spacing)) > 0)
+    assert np.array_equal(mask, resample_nearest(labels, geometry, tuple(spacing)) > 0)
     assert abs(mask.sum() * np.prod(spacing) - (labels > 0).sum() * np.prod(geometry.spacing)) < \
         0.25 * (labels > 0).sum() * np.prod(geometry.spacing)  # the liver keeps its volume
 

@@ -22,18 +22,24 @@ METHODS: dict[str, type[DiscriminativeMethod]] = {name: _implementation(m) for n
 
 # Keys of a method's config section that configure the run around the method (its optimiser, its 'base'
 # stage's epochs, its views), read by the trainer and the data pipeline rather than by the method.
-TRAINER_KEYS = frozenset({"optimizer", "epochs", "views"})
+# TransVW's section also carries its own batch, loss weights and DiRA stages (the 2D methods share pretrain's).
+TRAINER_KEYS = frozenset({"optimizer", "epochs", "views", "batch_size", "loss_weights", "dira_loss_weights",
+                          "dira_epochs"})
 
 
-def build_method(name: str, encoder: ResNetEncoder, feature_dim: int, settings: dict[str, Any]) -> DiscriminativeMethod:
+def build_method(name: str, encoder: ResNetEncoder, feature_dim: int, settings: dict[str, Any],
+                 structure: dict[str, Any]) -> DiscriminativeMethod:
     """The method from its validated ``pretrain.<name>`` section; every other key must be one of its settings.
 
     The methods' settings have no defaults, so a key missing here is an error rather than a silently
-    substituted value, and a schema key the method does not take is caught too.
+    substituted value, and a schema key the method does not take is caught too. ``structure`` adds what the
+    data fix (TransVW's ``classes``); it is offered only to methods that take it.
     """
     if name not in METHODS:
         raise ValueError(f"unknown method '{name}' (choose from {', '.join(METHODS)})")
     kwargs = {k: v for k, v in settings.items() if k not in TRAINER_KEYS}
+    accepted = inspect.signature(METHODS[name]).parameters
+    kwargs.update({k: v for k, v in structure.items() if k in accepted})
     try:
         inspect.signature(METHODS[name]).bind(encoder, feature_dim, **kwargs)
     except TypeError as err:

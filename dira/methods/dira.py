@@ -2,11 +2,16 @@
 
 The joint objective is λ_dis·L_dis + λ_res·L_res + λ_adv·L_adv. Training runs in stages (appendix C.1):
 discrimination alone (the ``base`` model), then a warm-up with restoration, then all three terms.
-``STAGES`` names which terms each stage switches on.
+``STAGES`` names which terms each stage switches on; the λ of a stage are set by the trainer
+(``weights``), since TransVW's own 'base' stage weighs its terms otherwise than DiRA's stages do.
+
+The same class holds the 2D U-Net (ResNet encoder, 2D PatchGAN) and the 3D one (Models Genesis' U-Net,
+3D PatchGAN): a method's dimensionality (the registry's) picks which.
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -64,10 +69,13 @@ class DiRA(nn.Module):
         self.unet, self.method, self.discriminator = unet, method, discriminator
         self.weights, self.adversarial_loss = weights, adversarial_loss
 
-    def generator_losses(self, stage: Stage, view1: torch.Tensor, view2: torch.Tensor,
-                         target: torch.Tensor | None) -> GeneratorLosses:
-        """Loss of everything but the discriminator: the weighted sum of the stage's terms."""
-        out = self.method(self.unet.encoder, view1, view2)
+    def generator_losses(self, stage: Stage, batch: Mapping[str, torch.Tensor]) -> GeneratorLosses:
+        """Loss of everything but the discriminator: the weighted sum of the stage's terms.
+
+        ``batch`` holds the method's ``inputs`` and, in restoring stages, the restoration ``target``.
+        """
+        out = self.method.discriminate(self.unet.encoder, batch)
+        target = batch.get("target")
         terms = {"dis": out.loss}
         total = self.weights.discrimination * out.loss
         restored = None
@@ -101,14 +109,28 @@ class DiRA(nn.Module):
 
 
 def build_dira(method: str, with_discriminator: bool, model_cfg: dict[str, Any],
-               pretrain_cfg: dict[str, Any]) -> DiRA:
-    """Assemble a pre-training model from the ``model`` and ``pretrain`` config sections."""
-    from dira.methods import build_method
-    from dira.models.resnet import feature_dim
+               pretrain_cfg: dict[str, Any], structure: Mapping[str, Any] | None = None) -> DiRA:
+    """Assemble a pre-training model from the ``model`` (2D) or ``model3d`` (3D) and ``pretrain`` sections.
 
-    unet = UNet(model_cfg["backbone"], model_cfg["decoder_channels"])
-    discriminative = build_method(method, unet.encoder, feature_dim(model_cfg["backbone"]), pretrain_cfg[method])
-    return DiRA(
-        unet, discriminative, PatchDiscriminator() if with_discriminator else None,
-        LossWeights(**pretrain_cfg["loss_weights"]), pretrain_cfg["adversarial_loss"],
-    )
+    ``structure`` holds what the data fix rather than the config (TransVW's number of visual-word classes).
+    The λ set here are the 2D methods' (``pretrain.loss_weights``) or DiRA_TransVW's; the trainer sets each
+    stage's own.
+    """
+    from dira.methods import build_method
+    from dira.registry import METHODS
+
+    if METHODS[method].dims == 3:
+        from dira.models.unet3d import UNet3D
+
+        unet = UNet3D(1, 1, base_width=model_cfg["base_width"], batch_stats_in_eval=model_cfg["batch_stats_in_eval"])
+        discriminator = PatchDiscriminator(widths=tuple(2 * w for w, _ in unet.widths), dims=3)
+        features, weights = unet.widths[-1][1], pretrain_cfg[method]["dira_loss_weights"]
+    else:
+        from dira.models.resnet import feature_dim
+
+        unet = UNet(model_cfg["backbone"], model_cfg["decoder_channels"])
+        discriminator = PatchDiscriminator()
+        features, weights = feature_dim(model_cfg["backbone"]), pretrain_cfg["loss_weights"]
+    discriminative = build_method(method, unet.encoder, features, pretrain_cfg[method], structure or {})
+    return DiRA(unet, discriminative, discriminator if with_discriminator else None, LossWeights(**weights),
+                pretrain_cfg["adversarial_loss"])

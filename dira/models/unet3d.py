@@ -19,13 +19,16 @@ behaviour (running statistics in eval), which makes a prediction independent of 
 eval does not update the running statistics (the reference does, but never reads them), so evaluating never
 changes the weights a later ``False`` run would load.
 
+``base_width`` scales every level (the release: 32, so 32 ... 512 channels); a smaller one (the demo's 8) keeps
+the layout and key names but not the released shapes, so the released files load only at 32.
+
 The pooling needs every spatial size divisible by 8 (three halvings); other sizes raise a ``ValueError`` rather
 than being cropped or padded silently.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import NamedTuple
 
@@ -36,10 +39,16 @@ from torch import nn
 from dira.errors import InputError
 from dira.io import load_torch
 
-ENCODER_WIDTHS = ((32, 64), (64, 128), (128, 256), (256, 512))  # (first conv, second conv) per level
+RELEASED_WIDTH = 32  # Models Genesis' first convolution; the released checkpoints need exactly this base width
 ENCODER_NAMES = ("down_tr64", "down_tr128", "down_tr256", "down_tr512")
 DECODER_NAMES = ("up_tr256", "up_tr128", "up_tr64")  # named after their output width, as in the release
 POOLS = 3
+
+
+def encoder_widths(base_width: int) -> tuple[tuple[int, int], ...]:
+    """(first conv, second conv) of each encoder level: 32 gives the release's (32, 64) ... (256, 512)."""
+    w = base_width
+    return (w, 2 * w), (2 * w, 4 * w), (4 * w, 8 * w), (8 * w, 16 * w)
 
 
 class BatchNorm3d(nn.BatchNorm3d):
@@ -126,10 +135,11 @@ def check_input_size(x: torch.Tensor) -> None:
 class Encoder3D(nn.Module):
     """The four encoder levels, as top-level attributes so that their keys are the release's without a prefix."""
 
-    def __init__(self, in_channels: int, *, batch_stats_in_eval: bool):
+    def __init__(self, in_channels: int, *, base_width: int, batch_stats_in_eval: bool):
         super().__init__()
-        widths = [in_channels, *(w[1] for w in ENCODER_WIDTHS[:-1])]
-        for name, in_ch, (mid, out) in zip(ENCODER_NAMES, widths, ENCODER_WIDTHS, strict=True):
+        self.widths = encoder_widths(base_width)
+        widths = [in_channels, *(w[1] for w in self.widths[:-1])]
+        for name, in_ch, (mid, out) in zip(ENCODER_NAMES, widths, self.widths, strict=True):
             setattr(self, name, Level(in_ch, mid, out, batch_stats_in_eval=batch_stats_in_eval))
 
     def encode(self, x: torch.Tensor) -> list[torch.Tensor]:
@@ -147,15 +157,20 @@ class Encoder3D(nn.Module):
 class UNet3D(Encoder3D):
     """Models Genesis' 3D U-Net; ``forward`` returns logits of shape (batch, n_classes, z, y, x)."""
 
-    def __init__(self, n_classes: int = 1, in_channels: int = 1, *, batch_stats_in_eval: bool):
+    def __init__(self, n_classes: int = 1, in_channels: int = 1, *, base_width: int, batch_stats_in_eval: bool):
         """``n_classes`` and ``in_channels`` are structural (1 = one grey restoration or one mask, as released);
-        ``batch_stats_in_eval`` is the config's (see the module docstring)."""
-        super().__init__(in_channels, batch_stats_in_eval=batch_stats_in_eval)
-        skips = [w[1] for w in reversed(ENCODER_WIDTHS[:-1])]  # 256, 128, 64
-        ins = [ENCODER_WIDTHS[-1][1], *skips[:-1]]  # 512, 256, 128
+        ``base_width`` (32 = the release) and ``batch_stats_in_eval`` are the config's (``model3d``)."""
+        super().__init__(in_channels, base_width=base_width, batch_stats_in_eval=batch_stats_in_eval)
+        skips = [w[1] for w in reversed(self.widths[:-1])]  # 256, 128, 64
+        ins = [self.widths[-1][1], *skips[:-1]]  # 512, 256, 128
         for name, in_ch, skip in zip(DECODER_NAMES, ins, skips, strict=True):
             setattr(self, name, UpLevel(in_ch, skip, skip, batch_stats_in_eval=batch_stats_in_eval))
         self.out_tr = OutputLevel(skips[-1], n_classes)
+
+    @property
+    def encoder(self) -> Callable[[torch.Tensor], list[torch.Tensor]]:
+        """What the pre-training methods call (as the 2D U-Net's ``encoder`` module): the encoder's features."""
+        return self.encode
 
     def decode(self, feats: list[torch.Tensor]) -> torch.Tensor:
         x = feats[-1]
@@ -171,15 +186,15 @@ class UNet3DClassifier(Encoder3D):
     """The U-Net's encoder + the Models Genesis README's head; ``forward`` returns (batch, n_classes) logits.
 
     Head (README ``TargetNet``): global average pooling of the 512-channel deepest features, ``dense_1``
-    Linear(512, 1024), ReLU, ``dense_2`` Linear(1024, n_classes), PyTorch's default initialisation.
+    Linear(512, 1024), ReLU, ``dense_2`` Linear(1024, n_classes), PyTorch's default initialisation (the hidden
+    width is twice the deepest features' at any ``base_width``).
     """
 
-    HIDDEN = 1024
-
-    def __init__(self, n_classes: int, in_channels: int = 1, *, batch_stats_in_eval: bool):
-        super().__init__(in_channels, batch_stats_in_eval=batch_stats_in_eval)
-        self.dense_1 = nn.Linear(ENCODER_WIDTHS[-1][1], self.HIDDEN)
-        self.dense_2 = nn.Linear(self.HIDDEN, n_classes)
+    def __init__(self, n_classes: int, in_channels: int = 1, *, base_width: int, batch_stats_in_eval: bool):
+        super().__init__(in_channels, base_width=base_width, batch_stats_in_eval=batch_stats_in_eval)
+        deepest = self.widths[-1][1]
+        self.dense_1 = nn.Linear(deepest, 2 * deepest)
+        self.dense_2 = nn.Linear(2 * deepest, n_classes)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         pooled = self.encode(x)[-1].mean(dim=(2, 3, 4))

@@ -103,7 +103,10 @@ def build_optimizer(groups: list[dict[str, Any]], settings: dict[str, Any]) -> t
         return LARS(groups, lr=groups[0]["lr"], momentum=settings["momentum"],
                     weight_decay=settings["weight_decay"], eta=settings["eta"],
                     lars_adaptation=True)  # every group of parameter_groups sets its own
-    raise ValueError(f"unknown optimizer '{settings['name']}' (choose from sgd, lars)")
+    if settings["name"] == "adam":  # TransVW's; weight decay as L2 in the gradient, as torch's Adam
+        return torch.optim.Adam(groups, lr=groups[0]["lr"], betas=tuple(settings["betas"]),
+                                weight_decay=settings["weight_decay"])
+    raise ValueError(f"unknown optimizer '{settings['name']}' (choose from sgd, lars, adam)")
 
 
 def schedule_factor(progress: float, epochs: int, warmup_epochs: float, final_fraction: float) -> float:
@@ -115,11 +118,21 @@ def schedule_factor(progress: float, epochs: int, warmup_epochs: float, final_fr
     return final_fraction + (1.0 - final_fraction) * cosine
 
 
+def step_decay_factor(progress: float, warmup_epochs: float, step_epochs: int, gamma: float) -> float:
+    """StepLR's multiplier (gamma every ``step_epochs`` whole epochs) after an optional linear warm-up."""
+    if progress < warmup_epochs:
+        return progress / warmup_epochs
+    return gamma ** int((progress - warmup_epochs) // step_epochs)
+
+
 def set_learning_rate(optimizer: torch.optim.Optimizer, settings: dict[str, Any], epoch: int, step: int,
                       steps_per_epoch: int, epochs: int) -> float:
     """Apply the schedule for this step; returns the lr of the first scheduled group (for the log)."""
     progress = epoch + step / steps_per_epoch if settings["schedule"] == "step" else float(epoch)
-    factor = schedule_factor(progress, epochs, settings["warmup_epochs"], settings["final_lr_fraction"])
+    if settings.get("decay") == "step":  # only TransVW's section has the key: the 2D recipes are all cosine
+        factor = step_decay_factor(progress, settings["warmup_epochs"], settings["step_epochs"], settings["step_gamma"])
+    else:
+        factor = schedule_factor(progress, epochs, settings["warmup_epochs"], settings["final_lr_fraction"])
     logged = None
     for group in optimizer.param_groups:
         group["lr"] = group["base_lr"] if group["fixed"] else group["base_lr"] * factor

@@ -11,12 +11,12 @@ import time
 from typing import Any
 
 import torch
-from torch.utils.data import DataLoader
+from torch.utils.data import DataLoader, Dataset
 from tqdm import tqdm
 
-from dira.data.views import VALIDATION_EPOCH, TwoViewDataset
+from dira.data.views import VALIDATION_EPOCH
 from dira.errors import InputError
-from dira.methods.dira import DiRA, Stage
+from dira.methods.dira import DiRA, LossWeights, Stage
 from dira.runtime import distributed
 from dira.seeding import derive_seed
 from dira.train import checkpoint, optim
@@ -28,27 +28,32 @@ class TrainingDiverged(RuntimeError):
 
 
 class Pretrainer:
-    def __init__(self, model: DiRA, train_set: TwoViewDataset, val_set: TwoViewDataset, settings: dict[str, Any],
-                 method: str, device: torch.device, history: History, label: str,
+    """``train_set`` / ``val_set`` are the method's view datasets (samples are dicts of tensors with the method's
+    ``inputs`` and, when restoring, ``target``; they have ``set_epoch`` and a ``restoration`` switch)."""
+
+    def __init__(self, model: DiRA, train_set: Dataset, val_set: Dataset, settings: dict[str, Any],
+                 method: str, batch_size: int, device: torch.device, history: History, label: str,
                  ctx: distributed.Context | None = None):
         self.model, self.train_set, self.val_set = model, train_set, val_set
         self.settings, self.optimizer_settings = settings, settings[method]["optimizer"]
+        self.batch_size = batch_size
         self.device, self.history, self.label = device, history, label
         self.ctx = ctx or distributed.Context()
-        if settings["batch_size"] % self.ctx.world_size:
-            raise InputError(f"pretrain.batch_size {settings['batch_size']} is not divisible by the "
+        if batch_size % self.ctx.world_size:
+            raise InputError(f"pre-training batch size {batch_size} is not divisible by the "
                              f"{self.ctx.world_size} processes")
-        self.local_batch = settings["batch_size"] // self.ctx.world_size
+        self.local_batch = batch_size // self.ctx.world_size
         self.cuda = device.type == "cuda"
         self.optimizer: torch.optim.Optimizer | None = None
         self.d_optimizer: torch.optim.Optimizer | None = None
         self.best_val, self.best_epoch = math.inf, -1
 
     # ---------------------------------------------------------------- optimisers and state
-    def start_stage(self, stage: Stage) -> None:
+    def start_stage(self, stage: Stage, weights: LossWeights) -> None:
+        self.model.weights = weights
         fixed = {id(p) for p in self.model.method.fixed_lr_parameters()}
         groups = optim.parameter_groups(self.model.generator_modules(), self.optimizer_settings,
-                                        self.settings["batch_size"], fixed)
+                                        self.batch_size, fixed)
         self.optimizer = optim.build_optimizer(groups, self.optimizer_settings)
         self.d_optimizer = None
         if stage.adversarial:
@@ -68,14 +73,14 @@ class Pretrainer:
             "rng": checkpoint.rng_state(), "history": self.history.rows,
         }
 
-    def restore(self, state: dict[str, Any], stage: Stage | None) -> None:
+    def restore(self, state: dict[str, Any], stage: Stage | None, weights: LossWeights | None) -> None:
         self.model.load_state_dict(state["model"])
         self.best_val, self.best_epoch = state["best_val"], state["best_epoch"]
         self.history.replace(state["history"])
         checkpoint.restore_rng(state["rng"])
         if stage is None:  # the run had finished; nothing is left to optimise
             return
-        self.start_stage(stage)
+        self.start_stage(stage, weights)
         if state["optimizer"]:
             self.optimizer.load_state_dict(state["optimizer"])
         if self.d_optimizer is not None and state["d_optimizer"]:
@@ -87,12 +92,12 @@ class Pretrainer:
         self.train_set.set_epoch(epoch)
         generator = torch.Generator().manual_seed(derive_seed(self.settings["seed"], "order", epoch))
         order = torch.randperm(len(self.train_set), generator=generator).tolist()
-        batch, local, rank = self.settings["batch_size"], self.local_batch, self.ctx.rank
+        batch, local, rank = self.batch_size, self.local_batch, self.ctx.rank
         steps = len(order) // batch
         mine = [order[s * batch + rank * local + j] for s in range(steps) for j in range(local)]
         return self._loader(self.train_set, mine, epoch)
 
-    def _loader(self, dataset: TwoViewDataset, indices: list[int] | None, epoch: int) -> DataLoader:
+    def _loader(self, dataset: Dataset, indices: list[int] | None, epoch: int) -> DataLoader:
         return DataLoader(
             dataset, batch_size=self.local_batch, sampler=indices, num_workers=self.settings["num_workers"],
             pin_memory=self.cuda,
@@ -100,8 +105,13 @@ class Pretrainer:
         )
 
     def to_device(self, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-        fmt = torch.channels_last if self.cuda else torch.contiguous_format
-        return {k: v.to(self.device, non_blocking=True, memory_format=fmt) for k, v in batch.items()}
+        return {k: v.to(self.device, non_blocking=True, memory_format=self._memory_format(v)) for k, v in batch.items()}
+
+    def _memory_format(self, tensor: torch.Tensor) -> torch.memory_format:
+        # channels-last images and volumes on GPUs (faster convolutions); labels and CPU tensors as they are
+        if self.cuda and tensor.dim() in (4, 5):
+            return torch.channels_last if tensor.dim() == 4 else torch.channels_last_3d
+        return torch.contiguous_format
 
     def _autocast(self):
         # bf16 on GPUs (no loss scaling needed); full precision on the CPU, where autocast buys nothing.
@@ -113,8 +123,8 @@ class Pretrainer:
         self.train_set.restoration = stage.restoration
         loader = self._train_loader(epoch)
         if len(loader) == 0:
-            raise InputError(f"{self.train_set.cache.path}: {len(self.train_set)} images are fewer than "
-                             f"one batch of {self.settings['batch_size']}")
+            raise InputError(f"{self.train_set.cache.path}: {len(self.train_set)} samples are fewer than "
+                             f"one batch of {self.batch_size}")
         sums: dict[str, torch.Tensor] = {}
         start, lr = time.perf_counter(), 0.0
         bar = tqdm(loader, desc=f"{self.label} {stage.name} {epoch + 1}/{epochs}", leave=False,
@@ -127,7 +137,7 @@ class Pretrainer:
         elapsed = time.perf_counter() - start
         means = distributed.mean_over_processes(
             {f"train_{k}": (v / len(loader)).item() for k, v in sums.items()}, self.device)
-        images = len(loader) * self.settings["batch_size"]
+        images = len(loader) * self.batch_size
         return {**means, "lr": lr, "images_per_s": images / elapsed, "seconds": elapsed}
 
     def train_step(self, stage: Stage, batch: dict[str, torch.Tensor], epoch: int,
@@ -137,7 +147,7 @@ class Pretrainer:
         ``batch`` is already on the device (see ``to_device``); the benchmark times exactly this.
         """
         with self._autocast():
-            losses = self.model.generator_losses(stage, batch["view1"], batch["view2"], batch.get("target"))
+            losses = self.model.generator_losses(stage, batch)
         terms = {"total": losses.total, **losses.terms}
         self._check_finite(stage, epoch, step, terms)
         self.optimizer.zero_grad(set_to_none=True)
@@ -165,8 +175,8 @@ class Pretrainer:
         for batch in self._loader(self.val_set, None, VALIDATION_EPOCH):
             batch = self.to_device(batch)
             with self._autocast():
-                losses = self.model.generator_losses(stage, batch["view1"], batch["view2"], batch.get("target"))
-            n = batch["view1"].shape[0]
+                losses = self.model.generator_losses(stage, batch)
+            n = batch[self.model.method.inputs[0]].shape[0]
             for name, value in {"total": losses.total, **losses.terms}.items():
                 sums[name] = sums.get(name, 0.0) + value.float().item() * n
             count += n

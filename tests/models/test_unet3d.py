@@ -30,7 +30,7 @@ class _Payload:
 @pytest.fixture(scope="module")
 def unet():
     torch.manual_seed(0)
-    return UNet3D(batch_stats_in_eval=False).eval()
+    return UNet3D(base_width=32, batch_stats_in_eval=False).eval()
 
 
 @pytest.fixture(scope="module")
@@ -62,7 +62,7 @@ def test_state_dict_is_exactly_the_released_layout(unet):
 def test_output_keeps_the_crop_shape(unet):
     with torch.no_grad():
         assert unet(torch.rand(2, 1, 32, 64, 64)).shape == (2, 1, 32, 64, 64)
-    model = UNet3D(3, batch_stats_in_eval=False).eval()
+    model = UNet3D(3, base_width=32, batch_stats_in_eval=False).eval()
     with torch.no_grad():
         assert model(torch.rand(1, 1, 16, 32, 24)).shape == (1, 3, 16, 32, 24)
 
@@ -78,7 +78,7 @@ def test_released_checkpoint_loads_strictly(tmp_path, unet, release, prefix):
     state = {k.removeprefix("module.") if not prefix else k: v for k, v in release["state_dict"].items()}
     path = _save({**release, "state_dict": state}, tmp_path / "Genesis_Chest_CT.pt")
     torch.manual_seed(1)
-    model = UNet3D(batch_stats_in_eval=False)
+    model = UNet3D(base_width=32, batch_stats_in_eval=False)
     assert load_released(model, path, skip_heads=False) == ([], [])
     assert all(torch.equal(v, unet.state_dict()[k]) for k, v in model.state_dict().items())
     x = torch.rand(1, 1, 16, 32, 32)
@@ -90,33 +90,33 @@ def test_missing_keys_are_an_error_naming_the_file(tmp_path, release):
     state = {k: v for k, v in release["state_dict"].items() if not k.startswith("module.out_tr.")}
     path = _save({"state_dict": state}, tmp_path / "truncated.pt")
     with pytest.raises(InputError, match=r"truncated\.pt.*missing keys 2 \[out_tr\.final_conv\.weight"):
-        load_released(UNet3D(batch_stats_in_eval=False), path, skip_heads=False)
+        load_released(UNet3D(base_width=32, batch_stats_in_eval=False), path, skip_heads=False)
     # skipping heads never excuses a hole inside a module the model has
     state = {k: v for k, v in release["state_dict"].items() if not k.endswith("ops.1.bn1.running_var")}
     path = _save({"state_dict": state}, tmp_path / "holes.pt")
     with pytest.raises(InputError, match=r"holes\.pt.*down_tr64\.ops\.1\.bn1\.running_var"):
-        load_released(UNet3D(batch_stats_in_eval=False), path, skip_heads=True)
+        load_released(UNet3D(base_width=32, batch_stats_in_eval=False), path, skip_heads=True)
 
 
 def test_extra_heads_are_ignored_only_when_asked(tmp_path, release):
     state = {**release["state_dict"], "module.cls_head.weight": torch.zeros(44, 1024)}  # TransVW-like extra head
     path = _save({"state_dict": state}, tmp_path / "TransVW_chest_ct.pt")
     with pytest.raises(InputError, match=r"TransVW_chest_ct\.pt.*unexpected keys 1 \[cls_head\.weight\]"):
-        load_released(UNet3D(batch_stats_in_eval=False), path, skip_heads=False)
-    assert load_released(UNet3D(batch_stats_in_eval=False), path, skip_heads=True) == (["cls_head"], [])
+        load_released(UNet3D(base_width=32, batch_stats_in_eval=False), path, skip_heads=False)
+    assert load_released(UNet3D(base_width=32, batch_stats_in_eval=False), path, skip_heads=True) == (["cls_head"], [])
 
 
 def test_misshapen_tensor_is_an_error_naming_key_and_file(tmp_path, release):
     path = _save(release, tmp_path / "Genesis_Chest_CT.pt")
     with pytest.raises(InputError, match=r"Genesis_Chest_CT\.pt: out_tr\.final_conv\.weight has shape \(1, 64"):
-        load_released(UNet3D(2, batch_stats_in_eval=False), path, skip_heads=False)
+        load_released(UNet3D(2, base_width=32, batch_stats_in_eval=False), path, skip_heads=False)
 
 
 def test_classifier_takes_the_encoder_of_a_release(tmp_path, unet, release):
     path = _save(release, tmp_path / "Genesis_Chest_CT.pt")
     with pytest.raises(InputError, match="unexpected keys"):
-        load_released(UNet3DClassifier(2, batch_stats_in_eval=False), path, skip_heads=False)
-    model = UNet3DClassifier(2, batch_stats_in_eval=False)
+        load_released(UNet3DClassifier(2, base_width=32, batch_stats_in_eval=False), path, skip_heads=False)
+    model = UNet3DClassifier(2, base_width=32, batch_stats_in_eval=False)
     dropped, fresh = load_released(model, path, skip_heads=True)
     assert dropped == ["out_tr", "up_tr128", "up_tr256", "up_tr64"]
     assert fresh == ["dense_1", "dense_2"]
@@ -128,10 +128,10 @@ def test_classifier_takes_the_encoder_of_a_release(tmp_path, unet, release):
 def test_pickled_objects_are_refused(tmp_path, release):
     path = _save({**release, "config": _Payload()}, tmp_path / "pickled.pt")
     with pytest.raises(InputError, match=r"pickled\.pt: not a loadable weights-only checkpoint"):
-        load_released(UNet3D(batch_stats_in_eval=False), path, skip_heads=False)
+        load_released(UNet3D(base_width=32, batch_stats_in_eval=False), path, skip_heads=False)
     path = _save({"state_dict": {**release["state_dict"], "module.note": "text"}}, tmp_path / "text.pt")
     with pytest.raises(InputError, match=r"text\.pt: state dict entry 'module\.note' is a str"):
-        load_released(UNet3D(batch_stats_in_eval=False), path, skip_heads=False)
+        load_released(UNet3D(base_width=32, batch_stats_in_eval=False), path, skip_heads=False)
 
 
 def _trained_pair(batch_stats_in_eval):
@@ -173,7 +173,7 @@ def test_without_the_flag_it_is_torchs_batchnorm():
 
 
 def test_unet_eval_with_batch_stats_matches_its_train_mode_output(unet):
-    model = UNet3D(batch_stats_in_eval=True)
+    model = UNet3D(base_width=32, batch_stats_in_eval=True)
     model.load_state_dict(unet.state_dict())
     for m in model.modules():  # running statistics far from the batch's, as after pre-training on other data
         if isinstance(m, nn.BatchNorm3d):
@@ -183,13 +183,13 @@ def test_unet_eval_with_batch_stats_matches_its_train_mode_output(unet):
     with torch.no_grad():
         batch = model.eval()(x)
         assert torch.allclose(batch, model.train()(x), atol=1e-5)
-        standard = UNet3D(batch_stats_in_eval=False)
+        standard = UNet3D(base_width=32, batch_stats_in_eval=False)
         standard.load_state_dict(model.state_dict())
         assert not torch.allclose(batch, standard.eval()(x), atol=1e-3)
 
 
 def test_classifier_gives_one_logit_row_per_volume():
-    model = UNet3DClassifier(4, batch_stats_in_eval=False).eval()
+    model = UNet3DClassifier(4, base_width=32, batch_stats_in_eval=False).eval()
     with torch.no_grad():
         assert model(torch.rand(2, 1, 16, 32, 32)).shape == (2, 4)
     assert model.dense_1.in_features == 512
@@ -199,7 +199,7 @@ def test_classifier_gives_one_logit_row_per_volume():
 
 def test_forward_backward_on_cpu_gives_finite_gradients():
     torch.manual_seed(0)
-    model = UNet3D(batch_stats_in_eval=True).train()
+    model = UNet3D(base_width=32, batch_stats_in_eval=True).train()
     x = torch.rand(2, 1, 16, 32, 32)
     loss = nn.functional.mse_loss(torch.sigmoid(model(x)), x)
     loss.backward()

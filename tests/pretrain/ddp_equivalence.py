@@ -46,7 +46,7 @@ def step(method: str, stage_name: str, world: int, rank: int = 0) -> dict[str, t
         distributed.convert_batchnorm(model, torch.device("cpu"))
     model.train()
     view1, view2, target = (t.chunk(distributed.world_size())[rank] for t in batch())
-    losses = model.generator_losses(stage, view1, view2, target)
+    losses = model.generator_losses(stage, {"view1": view1, "view2": view2, "target": target})
     opt = torch.optim.SGD(model.generator_parameters(), lr=0.1)
     opt.zero_grad()
     losses.total.backward()

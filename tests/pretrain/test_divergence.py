@@ -28,8 +28,8 @@ def test_nan_restoration_loss_stops_the_run_and_keeps_the_last_good_state(caches
     original = DiRA.generator_losses
     calls = {"n": 0}
 
-    def poisoned(self, stage, view1, view2, target):
-        losses = original(self, stage, view1, view2, target)
+    def poisoned(self, stage, batch):
+        losses = original(self, stage, batch)
         if self.training:
             calls["n"] += 1
             if calls["n"] == 4:  # 2 steps per epoch: the second step (index 1) of epoch 2

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 import torch
 from torchvision.models.resnet import BasicBlock
-from toy import train_on_fixed_batch
+from toy import as_batch, train_on_fixed_batch
 
 from dira.config import validate
 from dira.losses import barlow_twins_loss, cross_correlation, simsiam_loss
@@ -148,11 +148,11 @@ def test_eval_mode_changes_no_state(build, fixed_batch, name):
     before = {k: v.clone() for k, v in model.state_dict().items()}
     model.eval()
     with torch.no_grad():
-        model.generator_losses(STAGES["dira"], *fixed_batch)
+        model.generator_losses(STAGES["dira"], as_batch(*fixed_batch))
     assert all(torch.equal(v, before[k]) for k, v in model.state_dict().items())
     model.train()  # whereas a training step moves the batch-norm running statistics
     with torch.no_grad():
-        model.generator_losses(STAGES["dira"], *fixed_batch)
+        model.generator_losses(STAGES["dira"], as_batch(*fixed_batch))
     assert not all(torch.equal(v, before[k]) for k, v in model.state_dict().items())
 
 

@@ -32,7 +32,7 @@ def train_on_fixed_batch(model: DiRA, stage_name: str, batch: tuple[torch.Tensor
     d_opt = torch.optim.Adam(model.discriminator.parameters(), 2e-4, betas=(0.5, 0.999)) if stage.adversarial else None
     history = []
     for _ in range(steps):
-        losses = model.generator_losses(stage, view1, view2, target)
+        losses = model.generator_losses(stage, {"view1": view1, "view2": view2, "target": target})
         opt.zero_grad()
         losses.total.backward()
         opt.step()
@@ -43,3 +43,8 @@ def train_on_fixed_batch(model: DiRA, stage_name: str, batch: tuple[torch.Tensor
             d_opt.step()
         history.append({"total": losses.total.item(), **{k: v.item() for k, v in losses.terms.items()}})
     return history
+
+
+def as_batch(view1: torch.Tensor, view2: torch.Tensor, target: torch.Tensor) -> dict[str, torch.Tensor]:
+    """A two-view method's batch, as the pre-training data pipeline hands it to DiRA."""
+    return {"view1": view1, "view2": view2, "target": target}

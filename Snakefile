@@ -1,4 +1,4 @@
-# DiRA reproduction pipeline: raw data -> HDF5 caches -> pre-training -> fine-tuning -> evaluation
+# DiRA reproduction pipeline: raw data -> HDF5 caches (-> visual words for 3D) -> pre-training -> fine-tuning -> evaluation
 # (localization) -> tables, figures and the `snakemake --report` page.
 # Every rule runs one `dira` subcommand; the logic lives in the package, the DAG lives here.
 #
@@ -22,6 +22,7 @@ report: "workflow/report/workflow.rst"
 
 include: "workflow/rules/common.smk"
 include: "workflow/rules/data.smk"
+include: "workflow/rules/discover.smk"
 include: "workflow/rules/pretrain.smk"
 include: "workflow/rules/finetune.smk"
 include: "workflow/rules/evaluate.smk"

@@ -34,8 +34,13 @@ class Task:
     name: str
     dataset: str
     kind: str
-    """``classification`` (fine-tunes a ResNet from the encoder) or ``segmentation`` (the whole U-Net)."""
+    """``classification`` (fine-tunes a classifier from the encoder) or ``segmentation`` (the whole U-Net)."""
     metric: str
+
+    @property
+    def dims(self) -> int:
+        """2 or 3, the dataset's: a task is fine-tuned only from initialisations of the same dimensionality."""
+        return DATASETS[self.dataset].dims
 
     @property
     def init_file(self) -> str:
@@ -68,6 +73,7 @@ class Initialisation:
     name: str
     title: str
     dims: int
+    """2 or 3; 0 for one that fits both (random)."""
     description: str
 
 
@@ -94,12 +100,19 @@ TASKS: dict[str, Task] = {t.name: t for t in (
     Task("chexpert", "chexpert", "classification", "auc"),
     Task("siim", "siim", "segmentation", "dice"),
     Task("montgomery", "montgomery", "segmentation", "dice"),
+    # 3D (Models Genesis / TransVW names): NCC, ECC, NCS, LCS, BMS
+    Task("luna16", "luna16", "classification", "auc"),
+    Task("pe", "pe", "classification", "auc"),
+    Task("lidc", "lidc", "segmentation", "iou"),
+    Task("lits", "lits", "segmentation", "iou"),
+    Task("brats", "brats", "segmentation", "iou"),
 )}
 
 METHODS: dict[str, Method] = {m.name: m for m in (
     Method("mocov2", "MoCo-v2", 2, "dira.methods.mocov2:MoCoV2"),
     Method("barlowtwins", "Barlow Twins", 2, "dira.methods.barlow_twins:BarlowTwins"),
     Method("simsiam", "SimSiam", 2, "dira.methods.simsiam:SimSiam"),
+    Method("transvw", "TransVW", 3, "dira.methods.transvw:TransVW"),
 )}
 
 VARIANTS: dict[str, Variant] = {v.name: v for v in (
@@ -110,7 +123,7 @@ VARIANTS: dict[str, Variant] = {v.name: v for v in (
 
 # Initialisations besides the '<method>_<variant>' pre-trainings (Table 2's baselines).
 BASELINE_INITS: dict[str, Initialisation] = {i.name: i for i in (
-    Initialisation("random", "Random", 2, "random initialisation"),
+    Initialisation("random", "Random", 0, "random initialisation (any dimensionality)"),
     Initialisation("supervised_imagenet", "Supervised (ImageNet)", 2,
                    "torchvision ResNet trained on ImageNet; its weights file is named in the config"),
     Initialisation("supervised_chestxray14", "Supervised (ChestX-ray14)", 2,
@@ -141,6 +154,30 @@ def is_known_init(init: str) -> bool:
 def imported_init_pattern() -> str:
     """The names an imported checkpoint may take (the init it stands in for), as a schema pattern."""
     return f"^({'|'.join(METHODS)})_({'|'.join(VARIANTS)})$"
+
+
+def init_dims(init: str) -> int:
+    """Dimensionality of an initialisation (0 = any); an unknown name raises KeyError."""
+    if init in BASELINE_INITS:
+        return BASELINE_INITS[init].dims
+    split = split_pretrained_init(init)
+    if split is None:
+        raise KeyError(init)
+    return METHODS[split[0]].dims
+
+
+def init_fits_task(init: str, task: str) -> bool:
+    """Initialisations are matched to tasks by dimensionality: no 2D weights on a 3D task, nor the reverse."""
+    dims = init_dims(init)
+    return dims in (0, TASKS[task].dims)
+
+
+def methods(dims: int | None = None) -> list[str]:
+    return [m.name for m in METHODS.values() if dims is None or m.dims == dims]
+
+
+def tasks(dims: int | None = None) -> list[str]:
+    return [t.name for t in TASKS.values() if dims is None or t.dims == dims]
 
 
 def datasets(dims: int | None = None, prepared: bool | None = None, shardable: bool | None = None) -> list[str]:

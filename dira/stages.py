@@ -40,8 +40,12 @@ def stage_keys(stage: str, *, dataset: str = "", method: str = "", task: str = "
         return ["prepare", f"datasets.{dataset}"]
     if stage == "pretrain":
         # Every shared pre-training key, and this method's own section only: tuning one method reruns its jobs alone.
-        return [*RUNTIME, "model", *_section_keys("pretrain", exclude=METHODS), f"pretrain.{method}"]
+        model = "model3d" if METHODS[method].dims == 3 else "model"
+        return [*RUNTIME, model, *_section_keys("pretrain", exclude=METHODS), f"pretrain.{method}"]
     if stage == "finetune":
+        if TASKS[task].dims == 3:  # the 3D U-Net's own model and fine-tuning sections
+            fraction_keys = ["finetune.fraction_seed"] if fraction else []
+            return [*RUNTIME, "model3d", "finetune3d", *fraction_keys, f"datasets.{task}"]
         kind = TASKS[task].kind
         if kind == "segmentation":
             keys = [f"finetune.{key}" for key in sorted(_SEGMENTATION_KEYS)]
@@ -50,6 +54,8 @@ def stage_keys(stage: str, *, dataset: str = "", method: str = "", task: str = "
         if fraction:
             keys.append("finetune.fraction_seed")
         return [*RUNTIME, "model", *keys, f"datasets.{task}"]
+    if stage == "discover":
+        return [*RUNTIME, "model3d", "discovery", "datasets.luna16"]
     if stage == "import":
         return ["model.decoder_channels"]
     if stage == "localize":

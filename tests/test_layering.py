@@ -18,6 +18,7 @@ LAYERS: dict[str, tuple[str, ...]] = {
     "cli": ("dira.cli",),
     "train": ("dira.train",),
     "report": ("dira.report",),
+    "discovery": ("dira.discovery",),
     "eval": ("dira.eval",),
     "methods": ("dira.methods",),
     "models": ("dira.models",),
@@ -29,7 +30,8 @@ LAYERS: dict[str, tuple[str, ...]] = {
 # What a layer may import besides itself: whole layers, or single modules (with their submodules).
 # Nobody lists "cli"; report reads result files and uses only the pure evaluation functions.
 ALLOWED: dict[str, tuple[str, ...]] = {
-    "cli": ("train", "report", "eval", "methods", "models", "losses", "data", "base"),
+    "cli": ("train", "report", "discovery", "eval", "methods", "models", "losses", "data", "base"),
+    "discovery": ("models", "losses", "data", "base"),
     "train": ("eval", "methods", "models", "losses", "data", "base"),
     "report": ("dira.eval.statistics", "dira.eval.metrics", "dira.eval.localization", "base"),
     "eval": ("models", "data", "base"),

@@ -14,9 +14,9 @@ import logging
 import sys
 
 from dira import __version__
-from dira.cli import config, data, evaluate, finetune, pretrain, report
+from dira.cli import config, data, discover, evaluate, finetune, pretrain, report
 
-STAGES = (config, data, pretrain, finetune, evaluate, report)
+STAGES = (config, data, discover, pretrain, finetune, evaluate, report)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -9,6 +9,9 @@ The release's files come in three layouts, all accepted:
 - the ``di`` mode's ``best_checkpoint.pth`` / ``resnet50.pth``: a torchvision ResNet with the MoCo MLP
   head as ``fc.0`` / ``fc.2``.
 
+The released 3D checkpoints (Models Genesis, TransVW) are recognised by their keys and imported by
+:mod:`dira.models.official3d`.
+
 Because our U-Net uses the same key names, importing is stripping wrappers and checking that every
 tensor fits: the result loads strictly into :class:`dira.models.unet.UNet` and its encoder into torchvision.
 """
@@ -24,6 +27,7 @@ import torch
 
 from dira.errors import InputError
 from dira.io import load_torch, save_torch, write_json
+from dira.models.official3d import import_released_3d, is_released_3d
 from dira.models.resnet import BACKBONES, build_resnet
 from dira.models.unet import UNet
 from dira.provenance import provenance
@@ -87,7 +91,11 @@ def import_official(path: Path, out_dir: Path, decoder_channels: Sequence[int]) 
     (seed 0) with ``decoder_channels`` (``model.decoder_channels`` of the run, which the fine-tuning U-Net
     has) and says so in ``meta.json``: segmentation then fine-tunes it as any encoder-only init.
     """
-    weights = unwrap(load_torch(path), str(path))
+    checkpoint = load_torch(path)
+    if is_released_3d(checkpoint):  # Models Genesis / TransVW: the 3D U-Net
+        import_released_3d(path, out_dir)
+        return
+    weights = unwrap(checkpoint, str(path))
     backbone, encoder, unet = split_release(weights, str(path))
     decoder = "from the release"
     if unet is None:

@@ -20,6 +20,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from dira import registry
 from dira.errors import InputError
 from dira.eval.statistics import stars
 from dira.io import write_text
@@ -206,21 +207,17 @@ def render_study(kind: str, study: pd.DataFrame, specs: Sequence[TableSpec]) -> 
                            [([init_label(i)], i) for i in inits if i in set(part["init"])])
             lines.append("")
     else:
-        header = ["Method", "Variant"] if kind == "ablation" else ["Initialisation"]
-        for task in tasks:
-            header += [f"{style.task_name(task)} {style.metric_name(metric_of[task])} (%)", "paper", "Δ"]
-        lines += _header(header)
-        if kind == "ablation":
-            label_rows, previous = [], None
-            for init in inits:
-                method, variant = init.rsplit("_", 1)
-                label_rows.append(([style.method_name(method) if method != previous else "", VARIANT_ROWS[variant]],
-                                   init))
-                previous = method
-        else:
-            label_rows = [([init_label(i)], i) for i in inits]
-        lines += _grid(study, "task", tasks, kind == "ablation", label_rows)
-        lines.append("")
+        # 2D and 3D tasks share no initialisation (they are matched by dimensionality): one table each.
+        groups = {dims: [t for t in tasks if _task_dims(t) == dims] for dims in (2, 3)}
+        for dims, group in groups.items():
+            if not group:
+                continue
+            part = study[study["task"].isin(group)]
+            group_inits = [i for i in inits if i in set(part["init"])]
+            if len(groups[2]) and len(groups[3]):
+                lines += [f"## {dims}D tasks" + ("" if dims == 2 else f" ({THREE_D_NOTE})"), ""]
+            lines += _study_grid(kind, part, group, group_inits, metric_of, init_label)
+            lines.append("")
 
     tables = sorted({t for cell in study["paper_tables"] for t in cell.split(";") if t},
                     key=lambda t: (t.startswith("fig"), t))
@@ -239,6 +236,30 @@ def render_study(kind: str, study: pd.DataFrame, specs: Sequence[TableSpec]) -> 
         + ", ".join(f"{s.path} ({s.task}, {style.fraction_label(s.fraction)})" for s in specs) + ".",
     ]
     return "\n".join(lines) + "\n"
+
+
+THREE_D_NOTE = "the paper's 3D table was not retrieved: no published values beside them"
+
+
+def _task_dims(task: str) -> int:
+    return registry.TASKS[task].dims if task in registry.TASKS else 2
+
+
+def _study_grid(kind: str, part: pd.DataFrame, tasks: list[str], inits: list[str], metric_of: dict[str, str],
+                init_label) -> list[str]:
+    """One table of the transfer or ablation study: inits as rows, each task as [this run, paper, Δ]."""
+    header = ["Method", "Variant"] if kind == "ablation" else ["Initialisation"]
+    for task in tasks:
+        header += [f"{style.task_name(task)} {style.metric_name(metric_of[task])} (%)", "paper", "Δ"]
+    if kind == "ablation":
+        label_rows, previous = [], None
+        for init in inits:
+            method, variant = init.rsplit("_", 1)
+            label_rows.append(([style.method_name(method) if method != previous else "", VARIANT_ROWS[variant]], init))
+            previous = method
+    else:
+        label_rows = [([init_label(i)], i) for i in inits]
+    return [*_header(header), *_grid(part, "task", tasks, kind == "ablation", label_rows)]
 
 
 def paper_only_inits(study: pd.DataFrame) -> set[str]:

@@ -21,11 +21,11 @@ DPI = 300
 METHOD_NAMES = {**{i.name: i.title for i in registry.BASELINE_INITS.values()},
                 **{m.name: m.title for m in registry.METHODS.values()}}
 TASK_NAMES = {t.name: registry.DATASETS[t.dataset].title for t in registry.TASKS.values()}
-METRIC_NAMES = {"auc": "AUC", "dice": "Dice"}
+METRIC_NAMES = {"auc": "AUC", "dice": "Dice", "iou": "IoU"}
 # Initialisations the paper compares with that a run may leave untrained (then Table 2 prints the paper's value).
 REFERENCE_INITS = {name: init.title for name, init in registry.BASELINE_INITS.items() if name != "random"}
 METHOD_COLOURS = {"random": "#8c8c8c", "supervised_imagenet": "#5b4a3f", "supervised_chestxray14": "#b8860b",
-                  "mocov2": "#1f5fa8", "barlowtwins": "#c0392b", "simsiam": "#2e8b57"}
+                  "mocov2": "#1f5fa8", "barlowtwins": "#c0392b", "simsiam": "#2e8b57", "transvw": "#6a3d9a"}
 _FALLBACK_COLOURS = ("#7b3294", "#e08214", "#008b8b", "#8c510a")
 
 VARIANTS = tuple(registry.VARIANTS)

@@ -1,5 +1,6 @@
 """The Models Genesis 3D U-Net: shapes, the released key layout, loading released files, eval BN behaviour."""
 
+import json
 
 import pytest
 import torch
@@ -204,3 +205,23 @@ def test_forward_backward_on_cpu_gives_finite_gradients():
     loss = nn.functional.mse_loss(torch.sigmoid(model(x)), x)
     loss.backward()
     assert all(p.grad is not None and torch.isfinite(p.grad).all() for p in model.parameters())
+
+
+def test_import_official_converts_a_released_transvw_file(tmp_path):
+    from dira.models.official import import_official
+
+    torch.manual_seed(0)
+    released = UNet3D(base_width=4, batch_stats_in_eval=False)
+    state = {f"module.{k}": v for k, v in released.state_dict().items()}
+    state["module.cls_head.weight"] = torch.zeros(44, 128)  # TransVW's head: not part of the U-Net
+    torch.save({"epoch": 3, "state_dict": state}, tmp_path / "TransVW_chest_ct.pt")
+    import_official(tmp_path / "TransVW_chest_ct.pt", tmp_path / "out", decoder_channels=[8, 8, 8, 8, 8])
+    unet = UNet3D(base_width=4, batch_stats_in_eval=False)
+    assert load_released(unet, tmp_path / "out" / "unet.pt", skip_heads=False) == ([], [])
+    original = released.state_dict()
+    assert all(torch.equal(value, original[key]) for key, value in unet.state_dict().items())
+    classifier = UNet3DClassifier(1, base_width=4, batch_stats_in_eval=False)
+    fresh = load_released(classifier, tmp_path / "out" / "encoder.pt", skip_heads=True).fresh
+    assert fresh == ["dense_1", "dense_2"]
+    meta = json.loads((tmp_path / "out" / "meta.json").read_text())
+    assert meta["dims"] == 3 and meta["dropped"] == ["cls_head"]

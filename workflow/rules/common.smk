@@ -32,10 +32,22 @@ EFFECTIVE_CONFIG.write_text(yaml.safe_dump(json.loads(json.dumps(config)), sort_
 
 SPLITS = ("train", "val", "test")
 PRETRAIN_DATASET = "chestxray14"  # 2D pre-training reads ChestX-ray14's training split, labels unused
-IMAGE_DATASETS = list(dict.fromkeys([PRETRAIN_DATASET, *config["tasks"]]))
+PRETRAIN_DATASET_3D = "luna16"  # 3D pre-training reads LUNA16's visual words (dira discover)
+VISUAL_WORDS = "data/processed/visual_words"
+METHODS_2D = [m for m in config["methods"] if registry.METHODS[m].dims == 2]
+METHODS_3D = [m for m in config["methods"] if registry.METHODS[m].dims == 3]
+
+
+def _task_dims(task):
+    return registry.TASKS[task].dims
+
+
 def _available_volume_datasets():
-    """The configured 3D sets, less PE when neither PE set is there (the paper's PE-CAD is private)."""
-    names = list(config["volume_datasets"])
+    """The 3D sets to prepare: those configured, those of the 3D tasks and LUNA16 for 3D pre-training, less PE
+    when neither PE set is there (the paper's PE-CAD is private)."""
+    wanted = [*config["volume_datasets"], *(registry.TASKS[t].dataset for t in config["tasks"] if _task_dims(t) == 3),
+              *([PRETRAIN_DATASET_3D] if METHODS_3D else [])]
+    names = list(dict.fromkeys(wanted))
     pe = config["datasets"]["pe"]
     if "pe" in names and pe["source"] == "real" and not pe["pe_cad"]["splits_dir"]:
         from dira.data.sources.pe import find_cad_pe, unavailable
@@ -47,6 +59,10 @@ def _available_volume_datasets():
 
 
 VOLUME_DATASETS = _available_volume_datasets()
+# The configured tasks whose data this run has (a 3D task whose set was skipped, PE, is left out with it).
+TASKS = [t for t in config["tasks"] if _task_dims(t) == 2 or registry.TASKS[t].dataset in VOLUME_DATASETS]
+TASKS_2D = [t for t in TASKS if _task_dims(t) == 2]
+IMAGE_DATASETS = list(dict.fromkeys([*([PRETRAIN_DATASET] if METHODS_2D or TASKS_2D else []), *TASKS_2D]))
 DATASETS = [*IMAGE_DATASETS, *VOLUME_DATASETS]
 PRETRAINED = [registry.pretrained_init(m, v) for m in config["methods"] for v in config["variants"]]
 
@@ -81,8 +97,9 @@ INITS = list(dict.fromkeys([*BASELINE_INITS, *PRETRAINED, *config["imported_weig
 
 
 def task_inits(task):
-    """Every init fine-tuned on a task; the supervised ChestX-ray14 model is not evaluated on its own task."""
-    return [i for i in INITS if registry.SUPERVISED_SOURCE_TASK.get(i) != task]
+    """Every init fine-tuned on a task: of the task's dimensionality (no 2D weights on a 3D task), and not the
+    supervised ChestX-ray14 model on its own task."""
+    return [i for i in INITS if registry.SUPERVISED_SOURCE_TASK.get(i) != task and registry.init_fits_task(i, task)]
 
 
 wildcard_constraints:
@@ -91,7 +108,7 @@ wildcard_constraints:
     init="|".join(INITS),
     seed=r"\d+",
     percent=r"\d+(\.\d+)?",
-    task="|".join(config["tasks"]) or "none",
+    task="|".join(TASKS) or "none",
 
 
 def job_settings(stage, **job):
@@ -149,6 +166,20 @@ def processed(name, split):
     return f"data/processed/{name}/{split}.h5"
 
 
+def task_data(task):
+    """What a task's fine-tuning reads: its 2D split caches, or everything its 3D set's preparation writes."""
+    if _task_dims(task) == 3:
+        return prepared_files(registry.TASKS[task].dataset)
+    return [processed(task, split) for split in SPLITS]
+
+
+def pretrain_data(method, split):
+    """A method's pre-training split: ChestX-ray14's images (2D) or LUNA16's visual words (3D)."""
+    if registry.METHODS[method].dims == 3:
+        return f"{VISUAL_WORDS}/{split}.h5"
+    return processed(PRETRAIN_DATASET, split)
+
+
 SHARDS = config["prepare"]["volume_shards"]
 SHARDED = [name for name in VOLUME_DATASETS if registry.DATASETS[name].shardable and SHARDS > 1]
 
@@ -202,7 +233,7 @@ def percent(fraction):
     return f"{fraction * 100:g}"
 
 
-FRACTION_TASKS = [t for t in config["finetune"]["label_fraction_tasks"] if t in config["tasks"]]
+FRACTION_TASKS = [t for t in config["finetune"]["label_fraction_tasks"] if t in TASKS]
 PERCENTS = [percent(f) for f in config["finetune"]["label_fractions"]] if FRACTION_TASKS else []
 # The label-fraction study fine-tunes the rows of the paper's Table 1: each method and its DiRA variant.
 FRACTION_INITS = [registry.pretrained_init(m, v) for m in config["methods"] for v in ("base", "dira")
@@ -214,7 +245,8 @@ def finetune_runs(task, pct=None):
     if pct is None:
         return [f"results/finetune/{task}/{init}/seed{seed}" for init in task_inits(task) for seed in config["runs"]]
     folder = f"results/label_fraction/{task}/{pct}pct"
-    return [f"{folder}/{init}/seed{seed}" for init in FRACTION_INITS for seed in config["runs"]]
+    inits = [i for i in FRACTION_INITS if registry.init_fits_task(i, task)]
+    return [f"{folder}/{init}/seed{seed}" for init in inits for seed in config["runs"]]
 
 
 def task_table(task, pct=None):
@@ -227,7 +259,7 @@ def study_tables(kind):
         specs = [f"{t}={task_table(t)}" for t in FRACTION_TASKS]
         specs += [f"{t}:{p}%={task_table(t, p)}" for t in FRACTION_TASKS for p in PERCENTS]
         return specs
-    return [f"{t}={task_table(t)}" for t in config["tasks"]]
+    return [f"{t}={task_table(t)}" for t in TASKS]
 
 
 def studies():
@@ -246,8 +278,8 @@ def fraction_tables(task):
 
 
 # Localization (Table 5) scores every ChestX-ray14 classifier; Fig. 6 sets each base method beside its DiRA.
-LOCALIZES = "chestxray14" in config["tasks"]
-HEATMAP_METHODS = [m for m in config["methods"] if {"base", "dira"} <= set(config["variants"])]
+LOCALIZES = "chestxray14" in TASKS
+HEATMAP_METHODS = [m for m in METHODS_2D if {"base", "dira"} <= set(config["variants"])]
 
 
 def localization_runs():
@@ -268,8 +300,8 @@ def final_outputs():
         *(f"results/figures/localization_{method}.png" for method in HEATMAP_METHODS),
     ]
     return [
-        *(f"results/tables/{task}.{ext}" for task in config["tasks"] for ext in ("csv", "md")),
-        *(f"results/figures/{task}.png" for task in config["tasks"]),
+        *(f"results/tables/{task}.{ext}" for task in TASKS for ext in ("csv", "md")),
+        *(f"results/figures/{task}.png" for task in TASKS),
         *(f"results/tables/{kind}.{ext}" for kind in studies() for ext in ("csv", "md")),
         *(localization if LOCALIZES else []),
         *(f"results/figures/label_fraction_{task}.png" for task in FRACTION_TASKS if PERCENTS),

@@ -1,10 +1,11 @@
 # Fine-tuning: every (task, init, seed) on all labels, and the label-efficiency study on nested subsets.
-# Inits are 'random' and '<method>_<variant>'; segmentation tasks start from the whole pre-trained U-Net.
+# Inits are 'random' and '<method>_<variant>' of the task's dimensionality (2D or 3D); segmentation tasks start
+# from the whole pre-trained U-Net.
 
 
 rule finetune:
     input:
-        data=lambda w: [processed(w.task, split) for split in SPLITS],
+        data=lambda w: task_data(w.task),
         weights=lambda w: init_weights(w.init, w.task),
     output:
         metrics="results/finetune/{task}/{init}/seed{seed}/metrics.json",

@@ -1,12 +1,13 @@
-# Pre-training: 'base' (discrimination) from scratch; 'dir' and 'dira' continue from 'base'.
+# Pre-training: 'base' (the method alone) from scratch; 'dir' and 'dira' continue from 'base'. The 2D methods
+# pre-train on ChestX-ray14, TransVW (3D) on LUNA16's visual words (discover.smk).
 # Resumable state lives in results/pretrain/<method>/.state/<variant>/, outside the declared outputs,
 # so a crashed job resumes when rerun instead of starting over.
 
 
 rule pretrain:
     input:
-        train=processed("chestxray14", "train"),
-        val=processed("chestxray14", "val"),
+        train=lambda w: pretrain_data(w.method, "train"),
+        val=lambda w: pretrain_data(w.method, "val"),
         init=lambda w: [] if w.variant == "base" else pretrained(registry.pretrained_init(w.method, "base"), "method.pt"),
     output:
         encoder="results/pretrain/{method}/{variant}/encoder.pt",

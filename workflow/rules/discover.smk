@@ -1,0 +1,26 @@
+# TransVW's self-discovery of anatomical visual words on LUNA16 (3D pre-training's data): an autoencoder on the
+# training scans, one feature per patient, per class a reference patient and its nearest neighbours cut at one
+# coordinate, written as pseudo-labelled cubes. It reads the raw scans and the preparer's split of them.
+
+
+rule discover:
+    input:
+        raw=raw_inputs(PRETRAIN_DATASET_3D),
+        splits=f"data/processed/{PRETRAIN_DATASET_3D}/splits.json",
+    output:
+        train=f"{VISUAL_WORDS}/train.h5",
+        val=f"{VISUAL_WORDS}/val.h5",
+        summary=f"{VISUAL_WORDS}/discovery.json",
+        autoencoder=f"{VISUAL_WORDS}/autoencoder.pt",
+    params:
+        root=dataset_root(PRETRAIN_DATASET_3D),
+        out=VISUAL_WORDS,
+        settings=job_settings("discover"),
+    threads: config["threads"]
+    log:
+        "logs/discover/luna16.log",
+    conda:
+        "../envs/dira.yaml"
+    shell:
+        "dira discover --luna16 {params.root:q} --splits {input.splits} --out {params.out}"
+        " --settings {params.settings:q} > {log} 2>&1"

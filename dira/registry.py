@@ -55,6 +55,8 @@ class Method:
     dims: int
     implementation: str
     """``module:Class`` of its :class:`dira.methods.base.DiscriminativeMethod`."""
+    variants: tuple[str, ...] = ("base", "dir", "dira")
+    """The variants it is pre-trained in (of the configured ``variants``)."""
 
 
 @dataclass(frozen=True)
@@ -112,7 +114,9 @@ METHODS: dict[str, Method] = {m.name: m for m in (
     Method("mocov2", "MoCo-v2", 2, "dira.methods.mocov2:MoCoV2"),
     Method("barlowtwins", "Barlow Twins", 2, "dira.methods.barlow_twins:BarlowTwins"),
     Method("simsiam", "SimSiam", 2, "dira.methods.simsiam:SimSiam"),
-    Method("transvw", "TransVW", 3, "dira.methods.transvw:TransVW"),
+    # TransVW restores on its own: the paper's Di + R ablation has no TransVW row (its 'dir' would be TransVW trained
+    # on at DiRA's λ), so it is pre-trained alone and as DiRA_TransVW.
+    Method("transvw", "TransVW", 3, "dira.methods.transvw:TransVW", variants=("base", "dira")),
 )}
 
 VARIANTS: dict[str, Variant] = {v.name: v for v in (

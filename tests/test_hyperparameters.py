@@ -47,6 +47,7 @@ EXCLUDED: dict[str, str] = {
     "pretrain.num_workers": "DataLoader worker processes",
     "pretrain.max_images": "cap for smoke runs (null = every image)",
     "finetune.num_workers": "DataLoader worker processes",
+    "finetune3d.num_workers": "DataLoader worker processes",
     "localization.batch_size": "(image, class) pairs per Grad-CAM batch; results do not depend on it",
     "supervised.imagenet_weights": "a path to torchvision's ImageNet weights",
 }

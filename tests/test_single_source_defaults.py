@@ -65,6 +65,15 @@ TAKE_CONFIG_SETTINGS: dict[str, frozenset[str]] = {
     "dira.data.views.Restoration": frozenset(),
     "dira.data.distortions.DistortionProbabilities": frozenset(),
     "dira.models.official.import_official": frozenset(),
+    # 3D fine-tuning (finetune3d.*, model3d.*)
+    "dira.data.augment3d.Augmentation3D": frozenset(),
+    "dira.data.augment3d.augment": frozenset(),
+    "dira.data.crop_datasets.CropDataset": frozenset(),
+    "dira.eval.sliding_window.sliding_window_probabilities": frozenset(),
+    "dira.train.finetune.volumes.build_volume_model": frozenset(),
+    "dira.train.finetune.volumes.optimizer_and_scheduler": frozenset(),
+    "dira.train.finetune.volumes.loaders": frozenset(),
+    "dira.train.finetune.volumes.crop_splits": frozenset(),
     # visual-word discovery (discovery.*, model3d.base_width)
     "dira.discovery.autoencoder.train_autoencoder": frozenset(),
     "dira.discovery.autoencoder.build_autoencoder": frozenset(),

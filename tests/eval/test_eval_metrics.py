@@ -33,8 +33,8 @@ def test_mean_auc_is_nan_when_no_class_has_an_auc():
 def test_score_predictions_uses_the_named_metric():
     predictions = {"y_true": Y_TRUE, "y_score": Y_SCORE, "ids": np.array(list("abcd"))}
     assert score_predictions("auc", predictions) == mean_auc(Y_TRUE, Y_SCORE)
-    with pytest.raises(KeyError, match="iou"):
-        score_predictions("iou", predictions)
+    with pytest.raises(KeyError, match="nosuchmetric"):
+        score_predictions("nosuchmetric", predictions)
 
 
 @pytest.mark.parametrize(("y_true", "y_score", "problem"), [

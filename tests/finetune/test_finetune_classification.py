@@ -132,8 +132,8 @@ def test_test_split_without_a_scorable_class_is_rejected(tmp_path, finetune_conf
 
 
 def test_unknown_task_is_rejected(tiny_chestxray14, finetune_config, tmp_path):
-    with pytest.raises(InputError, match="unknown task 'brats'"):
-        finetune("brats", tiny_chestxray14, "random", None, 0, tmp_path, finetune_config)
+    with pytest.raises(InputError, match="unknown task 'nosuchtask'"):
+        finetune("nosuchtask", tiny_chestxray14, "random", None, 0, tmp_path, finetune_config)
 
 
 def per_crop_scores(model_pt: Path, test_h5: Path, config: dict, crops: str) -> np.ndarray:

@@ -13,16 +13,17 @@ def test_demo_config_schedules_the_whole_chain(snakemake, tmp_path):
     done = snakemake(tmp_path, "-n")
     assert done.returncode == 0, done.stdout
     counts = job_counts(done.stdout)
-    # 4 tasks x 3 inits (random, mocov2_base, mocov2_dira) x 3 seeds; base and DiRA pre-training of MoCo-v2;
-    # every dataset (the four 2D and the five 3D ones) synthesised and prepared; per-task tables and figures, the
-    # transfer table; localization of the 3 x 3 ChestX-ray14 classifiers, Table 5 and the method's heatmap figure
+    # 4 2D tasks x 3 inits (random, mocov2_base, mocov2_dira) and 5 3D tasks x 3 inits (random, transvw_base,
+    # transvw_dira), x 3 seeds; base and DiRA pre-training of MoCo-v2 and of TransVW (on the visual words of one
+    # discovery); every dataset (the four 2D and the five 3D ones) synthesised and prepared; per-task tables and
+    # figures, the transfer table; localization of the 3 x 3 ChestX-ray14 classifiers, Table 5 and the heatmaps
     datasets = ("chestxray14", "chexpert", "siim", "montgomery", "luna16", "lidc", "lits", "brats", "pe")
     # LUNA16 in prepare.volume_shards = 2 jobs and a gather, as the paper's 10
     assert counts == {**{f"synth_{d}": 1 for d in datasets},
                       **{f"prepare_{d}": 1 for d in datasets if d != "luna16"},
                       "prepare_luna16_shard": 2, "gather_luna16": 1,
-                      "pretrain": 2, "finetune": 36, "aggregate": 4, "figure": 4, "compare": 1, "localize": 9,
-                      "localization_table": 1, "figure_heatmaps": 1, "all": 1, "total": 79}
+                      "discover": 1, "pretrain": 4, "finetune": 36 + 45, "aggregate": 9, "figure": 9, "compare": 1,
+                      "localize": 9, "localization_table": 1, "figure_heatmaps": 1, "all": 1, "total": 137}
     assert "results/figures/localization_mocov2.png" in done.stdout
 
 
@@ -30,9 +31,10 @@ def test_studies_config_adds_the_ablation_and_label_fraction_runs(snakemake, tmp
     done = snakemake(tmp_path, "-n", "--configfile", str(REPO / "config/demo.yaml"), str(REPO / "config/studies.yaml"))
     assert done.returncode == 0, done.stdout
     counts = job_counts(done.stdout)
-    # + Barlow Twins and SimSiam, + the dir variant: 3 methods x 3 variants pre-trained, 4 tasks x 10 inits x
-    # 3 seeds; fractions: 3 tasks x 3 fractions x 6 inits (each method's base and DiRA, the rows of Table 1) x 3 seeds
-    assert counts["pretrain"] == 9 and counts["finetune"] == 120 and counts["finetune_fraction"] == 162
+    # + Barlow Twins and SimSiam, + the dir variant: 3 2D methods x 3 variants and TransVW's base and DiRA
+    # pre-trained, 4 2D tasks x 10 inits x 3 seeds and the demo's 45 3D runs; fractions: 3 tasks x 3 fractions x 6
+    # inits (each 2D method's base and DiRA, the rows of Table 1) x 3 seeds
+    assert counts["pretrain"] == 11 and counts["finetune"] == 120 + 45 and counts["finetune_fraction"] == 162
     assert counts["aggregate_fraction"] == 9 and counts["compare"] == 3
     # Table 5 gains the other methods' and the Di+R rows (10 inits x 3 seeds), and each fraction task a curve
     assert counts["localize"] == 30 and counts["figure_fractions"] == 3 and counts["figure_heatmaps"] == 3
@@ -91,17 +93,19 @@ PAPER_JOBS = {
     **{f"locate_{d}": 1 for d in ("chestxray14", "chexpert", "siim", "montgomery", "luna16", "lidc", "lits", "brats")},
     **{f"prepare_{d}": 1 for d in ("chestxray14", "chexpert", "siim", "montgomery", "lidc", "lits", "brats")},
     "prepare_luna16_shard": 10, "gather_luna16": 1,  # prepare.volume_shards
-    "pretrain": 9,              # 3 methods x base / dir / dira
+    "pretrain": 9 + 2,          # 3 2D methods x base / dir / dira; TransVW and DiRA_TransVW
+    "discover": 1,              # TransVW's visual words on LUNA16
     "pretrain_supervised": 1,   # Table 2's supervised ChestX-ray14 model
-    # ChestX-ray14: (random + 9) x 10 runs; the three other tasks also from supervised ChestX-ray14: 3 x 11 x 10
-    "finetune": 100 + 330,
+    # ChestX-ray14: (random + 9) x 10 runs; the three other tasks also from supervised ChestX-ray14: 3 x 11 x 10;
+    # the 3D tasks but PE: 4 x (random, transvw_base, transvw_dira) x 10
+    "finetune": 100 + 330 + 120,
     "finetune_fraction": 3 * 3 * 6 * 10,  # Table 1: 3 tasks x 3 fractions x (base, dira) of 3 methods x 10 runs
     "localize": 100, "localization_table": 1, "figure_heatmaps": 3,  # Table 5, Fig. 6
-    "aggregate": 4, "aggregate_fraction": 9, "compare": 3, "figure": 4, "figure_fractions": 3, "all": 1,
+    "aggregate": 4 + 4, "aggregate_fraction": 9, "compare": 3, "figure": 4 + 4, "figure_fractions": 3, "all": 1,
 }
 
 
-def test_paper_config_schedules_every_2d_table(snakemake, tmp_path):
+def test_paper_config_schedules_every_table(snakemake, tmp_path):
     done = snakemake(tmp_path, "-n", "--configfile", str(REPO / "config/paper.yaml"))
     assert done.returncode == 0, done.stdout[-3000:]
     assert job_counts(done.stdout) == {**PAPER_JOBS, "total": sum(PAPER_JOBS.values())}
@@ -110,6 +114,10 @@ def test_paper_config_schedules_every_2d_table(snakemake, tmp_path):
     for table in ("transfer", "ablation", "fraction", "table5_localization"):
         assert f"results/tables/{table}.csv" in done.stdout, table
     assert "results/finetune/siim/supervised_chestxray14/seed9/metrics.json" in done.stdout
+    # 3D tasks get the 3D inits only, and TransVW has no Di + R ablation run
+    assert "results/finetune/lits/transvw_dira/seed9/metrics.json" in done.stdout
+    assert "results/finetune/lits/mocov2" not in done.stdout and "results/finetune/siim/transvw" not in done.stdout
+    assert "results/pretrain/transvw/dir/" not in done.stdout and "results/tables/brats.md" in done.stdout
     assert "results/finetune/chestxray14/supervised_chestxray14" not in done.stdout  # not on its own task
     assert "results/label_fraction/chexpert/1pct/barlowtwins_dira/seed9/metrics.json" in done.stdout
 
@@ -136,13 +144,14 @@ def test_imported_release_weights_replace_that_pretraining(snakemake, tmp_path):
     done = snakemake(tmp_path, "-n", "--config", f"imported_weights={{'mocov2_dira': '{release}'}}")
     assert done.returncode == 0, done.stdout
     counts = job_counts(done.stdout)
-    # mocov2_dira comes from the release, so only mocov2/base is pre-trained; the fine-tunings are unchanged
-    assert counts["import_official"] == 1 and counts["pretrain"] == 1 and counts["finetune"] == 36
+    # mocov2_dira comes from the release, so only mocov2/base is pre-trained (and TransVW's two); the fine-tunings
+    # are unchanged
+    assert counts["import_official"] == 1 and counts["pretrain"] == 3 and counts["finetune"] == 81
     assert "results/imported/mocov2_dira/encoder.pt" in done.stdout
 
 
 # The stage (workflow/rules/<stage>.smk) of every rule; a new rule must be placed here.
-RULE_STAGES = {"synth": "data", "locate": "data", "prepare": "data", "pretrain": "pretrain",
+RULE_STAGES = {"synth": "data", "locate": "data", "prepare": "data", "discover": "discover", "pretrain": "pretrain",
                "pretrain_supervised": "pretrain", "import_official": "pretrain", "finetune": "finetune",
                "finetune_fraction": "finetune", "localize": "evaluate", "aggregate": "report",
                "aggregate_fraction": "report", "compare": "report", "figure": "report", "figure_fractions": "report",

@@ -64,7 +64,8 @@ TASKS = [t for t in config["tasks"] if _task_dims(t) == 2 or registry.TASKS[t].d
 TASKS_2D = [t for t in TASKS if _task_dims(t) == 2]
 IMAGE_DATASETS = list(dict.fromkeys([*([PRETRAIN_DATASET] if METHODS_2D or TASKS_2D else []), *TASKS_2D]))
 DATASETS = [*IMAGE_DATASETS, *VOLUME_DATASETS]
-PRETRAINED = [registry.pretrained_init(m, v) for m in config["methods"] for v in config["variants"]]
+PRETRAINED = [registry.pretrained_init(m, v) for m in config["methods"] for v in config["variants"]
+              if v in registry.METHODS[m].variants]
 
 
 def imagenet_weights():

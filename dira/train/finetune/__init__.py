@@ -1,9 +1,11 @@
 """Fine-tuning one initialisation on one downstream task with one seed (appendix C.2).
 
 Tasks are looked up in :data:`TASKS` (``tasks``) and run by the runner registered for their type in
-:data:`RUNNERS`: classification (``classification``: ChestX-ray14, CheXpert) and segmentation
-(``segmentation``: SIIM-ACR, Montgomery). Both share the loop of ``loop`` and write their outputs
-through ``outputs``; ``fractions`` draws the nested label-fraction subsets of the training split.
+:data:`RUNNERS`: classification (``classification``: ChestX-ray14, CheXpert), segmentation
+(``segmentation``: SIIM-ACR, Montgomery), and in 3D candidate classification (``volume_classification``:
+LUNA16, PE) and segmentation (``volume_segmentation``: LIDC, LiTS, BraTS), which share ``volumes``. All
+share the loop of ``loop`` and write their outputs through ``outputs``; ``fractions`` draws the nested
+label-fraction subsets of the training split.
 """
 
 from __future__ import annotations
@@ -12,15 +14,23 @@ import importlib
 from pathlib import Path
 
 from dira.errors import InputError
-from dira.registry import BASELINE_INITS, METHODS, VARIANTS, is_known_init
+from dira.registry import BASELINE_INITS, METHODS, VARIANTS, init_dims, init_fits_task, is_known_init
+from dira.registry import TASKS as REGISTERED_TASKS
 from dira.runtime.device import configure_threads, resolve_device
 from dira.runtime.rng import seed_everything
 from dira.train.finetune.loop import EarlyStopping, FitResult, evaluate, fit, make_loader, train_one_epoch
-from dira.train.finetune.tasks import TASKS, ClassificationTask, SegmentationTask
+from dira.train.finetune.tasks import (
+    TASKS,
+    ClassificationTask,
+    SegmentationTask,
+    VolumeClassificationTask,
+    VolumeSegmentationTask,
+)
 
 __all__ = [
-    "RUNNERS", "TASKS", "ClassificationTask", "EarlyStopping", "FitResult", "SegmentationTask", "check_init",
-    "evaluate", "finetune", "fit", "make_loader", "train_one_epoch",
+    "RUNNERS", "TASKS", "ClassificationTask", "EarlyStopping", "FitResult", "SegmentationTask",
+    "VolumeClassificationTask", "VolumeSegmentationTask", "check_init", "check_init_fits_task", "evaluate", "finetune",
+    "fit", "make_loader", "train_one_epoch",
 ]
 
 # Runner of each task type, as "module:function": imported on use, so a classification job never pays for
@@ -28,6 +38,8 @@ __all__ = [
 RUNNERS: dict[type, str] = {
     ClassificationTask: "dira.train.finetune.classification:finetune_classification",
     SegmentationTask: "dira.train.finetune.segmentation:finetune_segmentation",
+    VolumeClassificationTask: "dira.train.finetune.volume_classification:finetune_volume_classification",
+    VolumeSegmentationTask: "dira.train.finetune.volume_segmentation:finetune_volume_segmentation",
 }
 
 
@@ -39,6 +51,7 @@ def finetune(task: str, data_dir: Path, init: str, weights: Path | None, seed: i
     if not 0 < fraction <= 1:
         raise InputError(f"label fraction {fraction} is not in (0, 1]")
     check_init(init, weights)
+    check_init_fits_task(init, task)
     spec = TASKS[task]
     device = resolve_device(config["device"])
     configure_threads(config["threads"])
@@ -65,3 +78,10 @@ def check_init(init: str, weights: Path | None) -> None:
     if init != "random" and weights is None:
         wanted = BASELINE_WEIGHTS.get(init, "the pre-training's encoder.pt, or unet.pt for segmentation")
         raise InputError(f"init '{init}' needs weights (--weights: {wanted})")
+
+
+def check_init_fits_task(init: str, task: str) -> None:
+    """Initialisations are matched to tasks by dimensionality: 2D weights never start a 3D task, nor the reverse."""
+    if not init_fits_task(init, task):
+        raise InputError(f"init '{init}' is {init_dims(init)}D and task '{task}' is {REGISTERED_TASKS[task].dims}D: "
+                         "fine-tune a task from an initialisation of its own dimensionality (or 'random')")

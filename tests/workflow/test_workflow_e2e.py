@@ -13,8 +13,10 @@ from conftest import REPO, job_counts
 
 from dira.eval.metrics import score_predictions
 
-TASKS = {"chestxray14": "auc", "chexpert": "auc", "siim": "dice", "montgomery": "dice"}
+TASKS = {"chestxray14": "auc", "chexpert": "auc", "siim": "dice", "montgomery": "dice", "luna16": "auc", "lits": "iou"}
 INITS = ["random", "mocov2_base", "mocov2_dira"]
+INITS_3D = ["random", "transvw_base", "transvw_dira"]  # inits are matched to tasks by dimensionality
+TASKS_3D = {"luna16", "lits"}
 
 
 def _check_table(table_csv, run_root, metric, inits):
@@ -47,15 +49,23 @@ def test_test_config_runs_end_to_end_and_every_table_is_recomputable(snakemake, 
     tmp_path = finished_run
 
     for task, metric in TASKS.items():
+        inits = INITS_3D if task in TASKS_3D else INITS
         table = _check_table(tmp_path / f"results/tables/{task}.csv", tmp_path / f"results/finetune/{task}",
-                             metric, INITS)
-        assert table.loc["mocov2_dira", "baseline"] == "mocov2_base"
-        assert not math.isnan(table.loc["mocov2_dira", "p_value"]) and math.isnan(table.loc["random", "p_value"])
+                             metric, inits)
+        assert table.loc[inits[2], "baseline"] == inits[1]
+        assert not math.isnan(table.loc[inits[2], "p_value"]) and math.isnan(table.loc["random", "p_value"])
         png = (tmp_path / f"results/figures/{task}.png").read_bytes()
         assert png[:8] == b"\x89PNG\r\n\x1a\n" and len(png) > 10_000
     transfer = pd.read_csv(tmp_path / "results/tables/transfer.csv")
     assert set(transfer["task"]) == set(TASKS)
-    assert "DiRA" in (tmp_path / "results/tables/transfer.md").read_text()
+    transfer_md = (tmp_path / "results/tables/transfer.md").read_text()
+    assert "DiRA_MoCo-v2" in transfer_md and "## 3D tasks" in transfer_md and "DiRA_TransVW" in transfer_md
+    # the 3D chain: visual words, TransVW's exports in the Models Genesis layout, whole-volume LiTS predictions
+    words = json.loads((tmp_path / "data/processed/visual_words/discovery.json").read_text())
+    assert len(words["classes"]) == 3
+    assert json.loads((tmp_path / "results/pretrain/transvw/dira/meta.json").read_text())["dims"] == 3
+    lits = json.loads((tmp_path / "results/finetune/lits/transvw_dira/seed0/metrics.json").read_text())
+    assert lits["weights_loaded"]["fresh"] == [] and lits["scored_on"].startswith("whole")
 
     # localization of every ChestX-ray14 classifier, Table 5 in three formats, the Fig. 6 panels; the
     # fine-tuned weights were temporary: gone once localized, and their absence reruns nothing

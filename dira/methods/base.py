@@ -69,7 +69,7 @@ class DiscriminativeMethod(nn.Module, ABC):
 
 def global_pool(feature_map: torch.Tensor) -> torch.Tensor:
     """Mean over every spatial axis: (N, C, H, W) or (N, C, D, H, W) -> (N, C)."""
-    return feature_map.flatten(2).mean(dim=2)
+    return feature_map.mean(dim=tuple(range(2, feature_map.dim())))
 
 
 def forward_in_groups(encoder: nn.Module, images: torch.Tensor, groups: int) -> list[torch.Tensor]:

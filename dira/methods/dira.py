@@ -119,18 +119,21 @@ def build_dira(method: str, with_discriminator: bool, model_cfg: dict[str, Any],
     from dira.methods import build_method
     from dira.registry import METHODS
 
-    if METHODS[method].dims == 3:
+    three_d = METHODS[method].dims == 3
+    if three_d:
         from dira.models.unet3d import UNet3D
 
         unet = UNet3D(1, 1, base_width=model_cfg["base_width"], batch_stats_in_eval=model_cfg["batch_stats_in_eval"])
-        discriminator = PatchDiscriminator(widths=tuple(2 * w for w, _ in unet.widths), dims=3)
         features, weights = unet.widths[-1][1], pretrain_cfg[method]["dira_loss_weights"]
     else:
         from dira.models.resnet import feature_dim
 
         unet = UNet(model_cfg["backbone"], model_cfg["decoder_channels"])
-        discriminator = PatchDiscriminator()
         features, weights = feature_dim(model_cfg["backbone"]), pretrain_cfg["loss_weights"]
     discriminative = build_method(method, unet.encoder, features, pretrain_cfg[method], structure or {})
-    return DiRA(unet, discriminative, discriminator if with_discriminator else None, LossWeights(**weights),
-                pretrain_cfg["adversarial_loss"])
+    # Built last and only when needed: its random initialisation must not shift the method's (same seed, same heads).
+    discriminator = None
+    if with_discriminator:
+        discriminator = (PatchDiscriminator(widths=tuple(2 * w for w, _ in unet.widths), dims=3) if three_d
+                         else PatchDiscriminator())
+    return DiRA(unet, discriminative, discriminator, LossWeights(**weights), pretrain_cfg["adversarial_loss"])

@@ -13,8 +13,8 @@ rule discover:
         summary=f"{VISUAL_WORDS}/discovery.json",
         autoencoder=f"{VISUAL_WORDS}/autoencoder.pt",
     params:
-        root=dataset_root(PRETRAIN_DATASET_3D),
-        out=VISUAL_WORDS,
+        root=lambda wildcards: dataset_root(PRETRAIN_DATASET_3D),
+        out=lambda wildcards, output: Path(output.train).parent,
         settings=job_settings("discover"),
     threads: config["threads"]
     log:

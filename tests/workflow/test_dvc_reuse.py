@@ -23,7 +23,7 @@ from conftest import REPO, job_counts
 SECTION = "## Reuse published artifacts"
 REMOTE_URL = "<remote-url>"
 REPOSITORY_URL = "<repository-url>"
-UPSTREAM = re.compile(r"synth_\w+|prepare_\w+|pretrain")  # the jobs whose outputs DVC restores
+UPSTREAM = re.compile(r"synth_\w+|prepare_\w+|gather_\w+|discover|pretrain")  # the jobs whose outputs DVC restores
 
 
 def readme_blocks() -> tuple[str, str]:
@@ -154,7 +154,7 @@ def test_second_user_pulls_data_and_checkpoints_and_redoes_only_finetuning_onwar
     # DVC restored data and checkpoints byte for byte, without the first user's resumable training state
     assert files_under(second / "data") == files_under(first / "data")
     pretrain_files = files_under(first / "results/pretrain", hidden=False)
-    assert {Path("mocov2/base/encoder.pt"), Path("mocov2/dira/unet.pt")} <= pretrain_files
+    assert {Path("mocov2/base/encoder.pt"), Path("mocov2/dira/unet.pt"), Path("transvw/dira/unet.pt")} <= pretrain_files
     assert files_under(second / "results/pretrain") == pretrain_files
     assert not (second / "results/pretrain/mocov2/.state").exists()
     for root in ("data", "results/pretrain"):
@@ -165,7 +165,8 @@ def test_second_user_pulls_data_and_checkpoints_and_redoes_only_finetuning_onwar
     fresh_dir = tmp_path / "fresh"
     fresh_dir.mkdir()
     fresh = job_counts(snakemake(fresh_dir, "-n", "--configfile", str(REPO / "config/test.yaml")).stdout)
-    assert fresh["pretrain"] == 2 and fresh["prepare_chestxray14"] == 1 and fresh["finetune"] > 0
+    assert fresh["pretrain"] == 4 and fresh["discover"] == 1 and fresh["prepare_chestxray14"] == 1
+    assert fresh["finetune"] > 0
     expected = {rule: n for rule, n in fresh.items() if rule != "total" and not UPSTREAM.fullmatch(rule)}
     assert {rule: n for rule, n in plan.items() if rule != "total"} == expected
     assert plan["total"] == sum(expected.values())

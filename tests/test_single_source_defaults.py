@@ -74,6 +74,7 @@ TAKE_CONFIG_SETTINGS: dict[str, frozenset[str]] = {
     "dira.train.finetune.volumes.optimizer_and_scheduler": frozenset(),
     "dira.train.finetune.volumes.loaders": frozenset(),
     "dira.train.finetune.volumes.crop_splits": frozenset(),
+    "dira.train.finetune.volumes.train_volume_model": frozenset(),
     # visual-word discovery (discovery.*, model3d.base_width)
     "dira.discovery.autoencoder.train_autoencoder": frozenset(),
     "dira.discovery.autoencoder.build_autoencoder": frozenset(),

@@ -18,17 +18,10 @@ from tqdm.auto import tqdm
 
 from dira.errors import InputError
 from dira.eval.metrics import mean_auc, score_predictions
-from dira.train.finetune.loop import evaluate, fit, sigmoid_scores
+from dira.train.finetune.loop import evaluate, sigmoid_scores
 from dira.train.finetune.outputs import run_fields, write_run
 from dira.train.finetune.tasks import VolumeClassificationTask
-from dira.train.finetune.volumes import (
-    build_volume_model,
-    channels_last,
-    check_crop_shape,
-    crop_splits,
-    loaders,
-    optimizer_and_scheduler,
-)
+from dira.train.finetune.volumes import channels_last, check_crop_shape, crop_splits, train_volume_model
 
 
 def candidate_loss(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
@@ -39,27 +32,18 @@ def candidate_loss(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
 def finetune_volume_classification(task: VolumeClassificationTask, data_dir: Path, init: str, weights: Path | None,
                                    seed: int, out_dir: Path, config: dict, device: torch.device,
                                    fraction: float) -> None:
-    ft3d = config["finetune3d"]
-    settings = ft3d[task.name]
-    datasets = crop_splits(Path(data_dir), task.files, target="labels", channel=None, finetune3d=ft3d)
+    datasets = crop_splits(Path(data_dir), task.files, target="labels", channel=None, finetune3d=config["finetune3d"])
     crop_shape = check_crop_shape(datasets)
     test = datasets["test"]
     # Checked before training rather than discovered after it: the test AUC needs both classes.
     if np.unique(test.labels).size != 2:
         raise InputError(f"{test.path}: the test candidates are all of one class; the AUC would be undefined")
-    model, loaded = build_volume_model("classification", config["model3d"], weights, device)
-    optimizer, scheduler = optimizer_and_scheduler(model, lr=settings["lr"], finetune3d=ft3d)
-    fraction_seed = config["finetune"]["fraction_seed"] if fraction < 1 else None
-    batches, subset = loaders(datasets, fraction=fraction, fraction_seed=fraction_seed,
-                              batch_size=settings["batch_size"], num_workers=ft3d["num_workers"], device=device,
-                              seed=seed)
-    result = fit(model, batches["train"], batches["val"], candidate_loss, optimizer, scheduler,
-                 max_epochs=ft3d["max_epochs"], patience=settings["patience"], device=device,
-                 val_metric=(task.metric, mean_auc), desc=f"{task.name} {init} seed{seed}",
-                 predict=sigmoid_scores, inputs=channels_last)
-
-    model.load_state_dict(result.best_state)
-    _, y_true, y_score = evaluate(model, batches["test"], candidate_loss, device, predict=sigmoid_scores,
+    trained = train_volume_model("classification", task.name, datasets, weights=weights, seed=seed, config=config,
+                                 device=device, fraction=fraction, criterion=candidate_loss,
+                                 val_metric=(task.metric, mean_auc), predict=sigmoid_scores,
+                                 desc=f"{task.name} {init} seed{seed}")
+    model, loaded, result, subset = trained.model, trained.loaded, trained.result, trained.subset
+    _, y_true, y_score = evaluate(model, trained.batches["test"], candidate_loss, device, predict=sigmoid_scores,
                                   inputs=channels_last)
     predictions = {"ids": np.asarray(test.ids, dtype=str), "y_true": y_true.astype(np.uint8),
                    "y_score": y_score.astype(np.float32), "class_names": np.asarray([task.positive], dtype=str)}

@@ -29,17 +29,15 @@ from dira.data.crop_datasets import case_ids, read_test_volumes
 from dira.eval.metrics import iou, pack_volumes, score_predictions, unpack_volumes, voxel_dice
 from dira.eval.sliding_window import sliding_window_probabilities
 from dira.losses.dice import soft_dice_loss
-from dira.train.finetune.loop import evaluate, fit
+from dira.train.finetune.loop import evaluate
 from dira.train.finetune.outputs import run_fields, write_run
 from dira.train.finetune.tasks import VolumeSegmentationTask
 from dira.train.finetune.volumes import (
-    build_volume_model,
     channels_last,
     check_crop_shape,
     crop_splits,
-    loaders,
     modality_channel,
-    optimizer_and_scheduler,
+    train_volume_model,
 )
 
 THRESHOLD = 0.5
@@ -91,18 +89,12 @@ def finetune_volume_segmentation(task: VolumeSegmentationTask, data_dir: Path, i
     crop_files = task.files[:2] if task.test_volumes else task.files
     datasets = crop_splits(data_dir, crop_files, target="masks", channel=channel, finetune3d=ft3d)
     window = check_crop_shape(datasets)
-    model, loaded = build_volume_model("segmentation", config["model3d"], weights, device)
-    optimizer, scheduler = optimizer_and_scheduler(model, lr=settings["lr"], finetune3d=ft3d)
-    fraction_seed = config["finetune"]["fraction_seed"] if fraction < 1 else None
-    batches, subset = loaders(datasets, fraction=fraction, fraction_seed=fraction_seed,
-                              batch_size=settings["batch_size"], num_workers=ft3d["num_workers"], device=device,
-                              seed=seed)
-    result = fit(model, batches["train"], batches["val"], dice_loss, optimizer, scheduler,
-                 max_epochs=ft3d["max_epochs"], patience=settings["patience"], device=device,
-                 val_metric=(task.metric, iou), desc=f"{task.name} {init} seed{seed}", predict=binary_masks,
-                 inputs=channels_last)
-
-    model.load_state_dict(result.best_state)
+    trained = train_volume_model("segmentation", task.name, datasets, weights=weights, seed=seed, config=config,
+                                 device=device, fraction=fraction, criterion=dice_loss,
+                                 val_metric=(task.metric, iou), predict=binary_masks,
+                                 desc=f"{task.name} {init} seed{seed}")
+    model, loaded, result, subset, batches = (trained.model, trained.loaded, trained.result, trained.subset,
+                                              trained.batches)
     extra: dict[str, Any]
     if task.test_volumes:
         predictions = segment_volumes(model, data_dir / task.files[2], channel, window=window,

@@ -13,6 +13,8 @@ and weights are kept ``channels_last_3d``: the same numbers, and about a quarter
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -25,7 +27,7 @@ from dira.data.crop_datasets import CropDataset
 from dira.errors import InputError
 from dira.models.unet3d import ENCODER_NAMES, POOLS, UNet3D, UNet3DClassifier, load_released
 from dira.train.finetune.fractions import select_training
-from dira.train.finetune.loop import make_loader
+from dira.train.finetune.loop import Criterion, FitResult, Predict, fit, make_loader
 
 SPLITS = ("train", "val", "test")
 
@@ -110,3 +112,34 @@ def loaders(datasets: dict[str, CropDataset], *, fraction: float, fraction_seed:
     sets = {**datasets, "train": train}
     return {split: make_loader(ds, batch_size=batch_size, num_workers=num_workers, device=device,
                                train=split == "train", seed=seed) for split, ds in sets.items()}, subset
+
+
+@dataclass
+class TrainedVolumeModel:
+    """What both 3D runners score and record: the best-validation model, its loaders and the training record."""
+
+    model: nn.Module
+    loaded: dict[str, list[str]] | None
+    result: FitResult
+    batches: dict[str, torch.utils.data.DataLoader]
+    subset: dict[str, Any]
+
+
+def train_volume_model(kind: str, task: str, datasets: dict[str, CropDataset], *, weights: Path | None, seed: int,
+                       config: dict[str, Any], device: torch.device, fraction: float, criterion: Criterion,
+                       val_metric: tuple[str, Callable], predict: Predict, desc: str) -> TrainedVolumeModel:
+    """The shared 3D recipe: the network from ``weights``, Adam + plateau schedule, seeded loaders, ``fit``; the
+    model is left holding its best-validation weights."""
+    ft3d = config["finetune3d"]
+    settings = ft3d[task]
+    model, loaded = build_volume_model(kind, config["model3d"], weights, device)
+    optimizer, scheduler = optimizer_and_scheduler(model, lr=settings["lr"], finetune3d=ft3d)
+    fraction_seed = config["finetune"]["fraction_seed"] if fraction < 1 else None
+    batches, subset = loaders(datasets, fraction=fraction, fraction_seed=fraction_seed,
+                              batch_size=settings["batch_size"], num_workers=ft3d["num_workers"], device=device,
+                              seed=seed)
+    result = fit(model, batches["train"], batches["val"], criterion, optimizer, scheduler,
+                 max_epochs=ft3d["max_epochs"], patience=settings["patience"], device=device, val_metric=val_metric,
+                 desc=desc, predict=predict, inputs=channels_last)
+    model.load_state_dict(result.best_state)
+    return TrainedVolumeModel(model, loaded, result, batches, subset)

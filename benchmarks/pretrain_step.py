@@ -43,8 +43,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 import torchvision
-import torchvision.transforms as T
-from PIL import Image, ImageFilter
+from PIL import Image
+from reference_views import ReferenceTransform
 from torch import nn
 
 from dira.config import ConfigError, deep_merge, load_config, validate
@@ -199,73 +199,6 @@ class ReferenceStep:
         d_loss.backward()
         self.optimizer_d.step()
         d_loss.item()
-
-
-# ---- the reference's per-image data path -------------------------------------------------------------
-class PILGaussianBlur:
-    """The reference's blur: PIL's GaussianBlur with a radius σ ~ U[0.1, 2]."""
-
-    def __init__(self, sigma: tuple[float, float] = (0.1, 2.0)):
-        self.sigma = sigma
-
-    def __call__(self, image: Image.Image) -> Image.Image:
-        return image.filter(ImageFilter.GaussianBlur(radius=random.uniform(*self.sigma)))
-
-
-def reference_distortion(image: Image.Image, rows: int, cols: int) -> Image.Image:
-    """The reference's restoration distortion on the uint8 H×W×3 array, with its per-image Python loops."""
-    pixels = np.array(image)
-    r = random.random()
-    if r <= 0.30:  # cut-out: up to 10 zeroed blocks, 10-70 px, 3 px off the border, 10 % early stop
-        for _ in range(10):
-            bx, by = random.randint(10, 70), random.randint(10, 70)
-            x, y = random.randint(3, rows - bx - 3), random.randint(3, cols - by - 3)
-            pixels[x:x + bx, y:y + by, :] = 0
-            if random.random() < 0.1:
-                break
-    elif r <= 0.35:  # out-painting: blank except up to 10 windows of side 224 - U[50, 70]
-        original = pixels.copy()
-        pixels[:] = 0
-        for _ in range(10):
-            bx, by = rows - random.randint(50, 70), cols - random.randint(50, 70)
-            x, y = random.randint(3, rows - bx - 3), random.randint(3, cols - by - 3)
-            pixels[x:x + bx, y:y + by, :] = original[x:x + bx, y:y + by, :]
-            if random.random() < 0.1:
-                break
-    elif r <= 0.65:  # local shuffle: 10 pairs of 10-15 px blocks swapped
-        original = pixels.copy()
-        for _ in range(10):
-            while True:
-                bx, by = random.randint(10, 15), random.randint(10, 15)
-                x1, y1 = random.randint(3, rows - bx - 3), random.randint(3, cols - by - 3)
-                x2, y2 = random.randint(3, rows - bx - 3), random.randint(3, cols - by - 3)
-                # The reference's test: `<` with `or` on the y terms accepts almost every pair.
-                if x1 > x2 + bx or x2 > x1 + bx or y1 < y2 + by or y2 < y1 + by:
-                    break
-            pixels[x1:x1 + bx, y1:y1 + by, :] = original[x2:x2 + bx, y2:y2 + by, :]
-            pixels[x2:x2 + bx, y2:y2 + by, :] = original[x1:x1 + bx, y1:y1 + by, :]
-    return Image.fromarray(pixels)
-
-
-class ReferenceTransform:
-    """The reference's ``Transform`` in 'dira' mode: two crops, jitter/blur/flip, distortion, ToTensor, target."""
-
-    def __init__(self, size: int):
-        self.size = size
-        self.crop = T.RandomResizedCrop(size, scale=(0.2, 1.0))
-        self.augment = T.Compose([
-            T.RandomApply([T.ColorJitter(0.4, 0.4, 0.4, 0.1)], p=0.8),
-            T.RandomApply([PILGaussianBlur()], p=0.5),
-            T.RandomHorizontalFlip(),
-        ])
-        self.to_tensor = T.ToTensor()
-
-    def __call__(self, image: Image.Image) -> list[Any]:
-        crop1, crop2 = self.crop(image), self.crop(image)
-        view1 = self.to_tensor(reference_distortion(self.augment(crop1), self.size, self.size))
-        view2 = self.to_tensor(reference_distortion(self.augment(crop2), self.size, self.size))
-        target = np.expand_dims(np.array(crop1.convert("L")) / 255.0, axis=0).astype("float32")
-        return [view1, view2, target]
 
 
 # =====================================================================================================

@@ -40,8 +40,8 @@ from typing import Any
 import numpy as np
 import torch
 import torch.nn.functional as F
-from scipy.ndimage import gaussian_filter, map_coordinates
-from scipy.special import comb
+from reference_views import ReferenceSamples, reference_elastic
+from scipy.ndimage import gaussian_filter
 from torch import nn
 
 from dira.config import ConfigError, deep_merge, load_config, validate
@@ -142,98 +142,6 @@ class ReferenceStep:
         d_loss.backward()
         self.optimizer_d.step()
         d_loss.item()
-
-
-# ---- the reference's per-sample data path (numpy float64 on (1, x, y, z) cubes, Python `random`) -----
-def reference_elastic(cube: np.ndarray, alpha: float, sigma: float) -> np.ndarray:
-    """Simard deformation of the in-plane (x, y) axes: float64 fields and coordinates, linear interpolation."""
-    coords = np.indices(cube.shape, dtype=np.float64)
-    for axis in (0, 1):
-        coords[axis] += alpha * gaussian_filter(np.random.rand(*cube.shape) * 2 - 1, sigma, mode="constant", cval=0)
-    return map_coordinates(cube, coords, order=1, mode="reflect")
-
-
-def reference_local_shuffle(x: np.ndarray, blocks: int, block_divisor: int) -> np.ndarray:
-    """One Python iteration per block: random sides up to dim // divisor, read from the original, shuffled."""
-    original, out = x.copy(), x.copy()
-    _, rows, cols, deps = x.shape
-    for _ in range(blocks):
-        bx, by = random.randint(1, rows // block_divisor), random.randint(1, cols // block_divisor)
-        bz = random.randint(1, deps // block_divisor)
-        px, py, pz = random.randint(0, rows - bx), random.randint(0, cols - by), random.randint(0, deps - bz)
-        window = original[0, px:px + bx, py:py + by, pz:pz + bz].flatten()
-        np.random.shuffle(window)
-        out[0, px:px + bx, py:py + by, pz:pz + bz] = window.reshape((bx, by, bz))
-    return out
-
-
-def reference_nonlinear(x: np.ndarray, reverse_prob: float, curve_points: int) -> np.ndarray:
-    """Bezier through (0, 0), two random points, (1, 1) from Bernstein sums; sorted, then np.interp."""
-    points = [[0.0, 0.0], [random.random(), random.random()], [random.random(), random.random()], [1.0, 1.0]]
-    t = np.linspace(0.0, 1.0, curve_points)
-    bernstein = np.array([comb(3, i) * t ** (3 - i) * (1 - t) ** i for i in range(4)])
-    xs, ys = np.dot([p[0] for p in points], bernstein), np.dot([p[1] for p in points], bernstein)
-    if random.random() < reverse_prob:
-        xs = np.sort(xs)  # x only: the decreasing curve
-    else:
-        xs, ys = np.sort(xs), np.sort(ys)
-    return np.interp(x, xs, ys)
-
-
-def reference_inpaint(x: np.ndarray, p: dict[str, Any]) -> np.ndarray:
-    x = x.copy()
-    _, rows, cols, deps = x.shape
-    count = p["max_blocks"]
-    while count > 0 and random.random() < p["continue_prob"]:
-        sides = [random.randint(d // p["min_side_divisor"], d // p["max_side_divisor"]) for d in (rows, cols, deps)]
-        at = [random.randint(p["margin"], d - s - p["margin"]) for d, s in zip((rows, cols, deps), sides, strict=True)]
-        x[:, at[0]:at[0] + sides[0], at[1]:at[1] + sides[1], at[2]:at[2] + sides[2]] = np.random.rand(*sides)
-        count -= 1
-    return x
-
-
-def reference_outpaint(x: np.ndarray, p: dict[str, Any]) -> np.ndarray:
-    original = x.copy()
-    out = np.random.rand(*x.shape)
-    _, rows, cols, deps = x.shape
-    lo, hi = p["shrink_sevenths"]
-
-    def keep() -> None:
-        sides = [d - random.randint(lo * d // 7, hi * d // 7) for d in (rows, cols, deps)]
-        at = [random.randint(p["margin"], d - s - p["margin"]) for d, s in zip((rows, cols, deps), sides, strict=True)]
-        box = (slice(None), *(slice(a, a + s) for a, s in zip(at, sides, strict=True)))
-        out[box] = original[box]
-
-    keep()
-    count = p["max_windows"] - 1
-    while count > 0 and random.random() < p["continue_prob"]:
-        keep()
-        count -= 1
-    return out
-
-
-class ReferenceSamples:
-    """The reference's data loader: all cubes in RAM as float64 (x, y, z), one sample per ``__getitem__``."""
-
-    def __init__(self, cubes_xyz: np.ndarray, labels: np.ndarray, views: dict[str, Any], choice: int | None = None):
-        self.cubes, self.labels, self.views, self.choice = cubes_xyz, labels, views, choice
-
-    def __getitem__(self, index: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        v = self.views
-        y = self.cubes[index][None]  # (1, x, y, z)
-        x = reference_elastic(y[0], v["elastic"]["alpha"], v["elastic"]["sigma"])[None]
-        r, cuts = random.random(), np.cumsum(v["choice_probs"])
-        choice = self.choice if self.choice is not None else int(np.searchsorted(cuts, r, side="right"))
-        if choice == 0:
-            x = reference_local_shuffle(x, **v["shuffling"])
-        elif choice == 1:
-            x = reference_nonlinear(x, **v["nonlinearity"])
-        elif choice == 2:
-            x = reference_inpaint(x, v["inpainting"])
-        else:
-            x = reference_outpaint(x, v["outpainting"])
-        return (torch.from_numpy(x.astype(np.float32)), torch.from_numpy(y.astype(np.float32)),
-                torch.tensor(self.labels[index]))
 
 
 # =====================================================================================================

@@ -35,42 +35,43 @@ def _scaled(size: int, pixels: float) -> int:
     return max(1, round(pixels * size / REFERENCE_SIZE))
 
 
-def cutout(image: np.ndarray, rng: np.random.Generator, max_blocks: int = 10, stop_prob: float = 0.1) -> np.ndarray:
-    """Zero up to ``max_blocks`` rectangles with sides of 10-70 px (at 224), kept 3 px off the border."""
-    out = image.copy()
-    h, w = image.shape
+Box = tuple[int, int, int, int]  # y, x, h, w
+
+
+def _stopping_boxes(rng: np.random.Generator, h: int, w: int, low: int, high: int, shrink: bool, max_boxes: int,
+                    stop_prob: float) -> list[Box]:
+    """Up to ``max_boxes`` boxes, the loop stopping after each with ``stop_prob``; sides in [low, high] px at 224,
+    or with ``shrink`` the image side minus that; corners kept 3 px (at 224) off the border."""
+    boxes: list[Box] = []
     margin = _scaled(h, 3)
-    for _ in range(max_blocks):
-        bh = int(rng.integers(_scaled(h, 10), _scaled(h, 70) + 1))
-        bw = int(rng.integers(_scaled(w, 10), _scaled(w, 70) + 1))
+    for _ in range(max_boxes):
+        bh = int(rng.integers(_scaled(h, low), _scaled(h, high) + 1))
+        bw = int(rng.integers(_scaled(w, low), _scaled(w, high) + 1))
+        if shrink:
+            bh, bw = h - bh, w - bw
         y = int(rng.integers(margin, max(margin + 1, h - bh - margin)))
         x = int(rng.integers(margin, max(margin + 1, w - bw - margin)))
-        out[y:y + bh, x:x + bw] = 0.0
+        boxes.append((y, x, bh, bw))
         if rng.random() < stop_prob:
             break
-    return out
+    return boxes
 
 
-def outpaint(image: np.ndarray, rng: np.random.Generator, max_windows: int = 10, stop_prob: float = 0.1) -> np.ndarray:
-    """Blank the image except up to ``max_windows`` large windows (sides 224 - U[50, 70] px) kept from it."""
-    out = np.zeros_like(image)
-    h, w = image.shape
-    margin = _scaled(h, 3)
-    for _ in range(max_windows):
-        bh = h - int(rng.integers(_scaled(h, 50), _scaled(h, 70) + 1))
-        bw = w - int(rng.integers(_scaled(w, 50), _scaled(w, 70) + 1))
-        y = int(rng.integers(margin, max(margin + 1, h - bh - margin)))
-        x = int(rng.integers(margin, max(margin + 1, w - bw - margin)))
-        out[y:y + bh, x:x + bw] = image[y:y + bh, x:x + bw]
-        if rng.random() < stop_prob:
-            break
-    return out
+def cutout_boxes(rng: np.random.Generator, h: int, w: int, max_blocks: int = 10, stop_prob: float = 0.1) -> list[Box]:
+    """The blocks cut-out zeroes: sides of 10-70 px (at 224)."""
+    return _stopping_boxes(rng, h, w, 10, 70, False, max_blocks, stop_prob)
 
 
-def local_shuffle(image: np.ndarray, rng: np.random.Generator, pairs: int = 10, tries: int = 20) -> np.ndarray:
-    """Swap ``pairs`` pairs of same-sized small blocks (sides 10-15 px at 224) that do not overlap."""
-    out = image.copy()
-    h, w = image.shape
+def outpaint_boxes(rng: np.random.Generator, h: int, w: int, max_windows: int = 10,
+                   stop_prob: float = 0.1) -> list[Box]:
+    """The windows out-painting keeps: sides of 224 - U[50, 70] px (at 224)."""
+    return _stopping_boxes(rng, h, w, 50, 70, True, max_windows, stop_prob)
+
+
+def shuffle_pairs(rng: np.random.Generator, h: int, w: int, pairs: int = 10, tries: int = 20) -> list[tuple[Box, Box]]:
+    """``pairs`` pairs of same-sized blocks (sides 10-15 px at 224), each the first of ``tries`` placements that
+    do not overlap; a pair without one is left out."""
+    found: list[tuple[Box, Box]] = []
     for _ in range(pairs):
         bh = int(rng.integers(_scaled(h, 10), _scaled(h, 15) + 1))
         bw = int(rng.integers(_scaled(w, 10), _scaled(w, 15) + 1))
@@ -78,10 +79,34 @@ def local_shuffle(image: np.ndarray, rng: np.random.Generator, pairs: int = 10, 
             y1, y2 = (int(v) for v in rng.integers(0, h - bh + 1, size=2))
             x1, x2 = (int(v) for v in rng.integers(0, w - bw + 1, size=2))
             if abs(y1 - y2) >= bh or abs(x1 - x2) >= bw:
-                block = out[y1:y1 + bh, x1:x1 + bw].copy()
-                out[y1:y1 + bh, x1:x1 + bw] = out[y2:y2 + bh, x2:x2 + bw]
-                out[y2:y2 + bh, x2:x2 + bw] = block
+                found.append(((y1, x1, bh, bw), (y2, x2, bh, bw)))
                 break
+    return found
+
+
+def cutout(image: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """Zero up to 10 rectangles with sides of 10-70 px (at 224), kept 3 px off the border."""
+    out = image.copy()
+    for y, x, bh, bw in cutout_boxes(rng, *image.shape):
+        out[y:y + bh, x:x + bw] = 0.0
+    return out
+
+
+def outpaint(image: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """Blank the image except up to 10 large windows (sides 224 - U[50, 70] px) kept from it."""
+    out = np.zeros_like(image)
+    for y, x, bh, bw in outpaint_boxes(rng, *image.shape):
+        out[y:y + bh, x:x + bw] = image[y:y + bh, x:x + bw]
+    return out
+
+
+def local_shuffle(image: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """Swap 10 pairs of same-sized small blocks (sides 10-15 px at 224) that do not overlap, one after another."""
+    out = image.copy()
+    for (y1, x1, bh, bw), (y2, x2, _, _) in shuffle_pairs(rng, *image.shape):
+        block = out[y1:y1 + bh, x1:x1 + bw].copy()
+        out[y1:y1 + bh, x1:x1 + bw] = out[y2:y2 + bh, x2:x2 + bw]
+        out[y2:y2 + bh, x2:x2 + bw] = block
     return out
 
 

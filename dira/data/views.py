@@ -1,4 +1,7 @@
-"""Two augmented views of each cached image for pre-training, plus the restoration target of view 1.
+"""The per-image recipe of the two augmented views and the restoration target: the specification.
+
+Training makes its views batch by batch on the device (:mod:`dira.data.batch_views`); this module is what
+those batched ops are tested against, image by image, and what ``benchmarks/views.py`` calls today's path.
 
 A view is cut from the cached image at whatever size the cache holds (1024 px for the paper's
 ChestX-ray14) and resized to the network's input size, as RandomResizedCrop does on the originals: a
@@ -8,9 +11,7 @@ random order, blur, solarisation), the flip and, when the stage restores, one Di
 views. The target is view 1's crop before all of these, flipped with it when ``target_follows_flip``.
 Blur σ and the distortions' pixel sizes are given for a 224-px view and scale with the output size.
 
-Every random number of a sample comes from a generator seeded by (seed, epoch, index): a sample's views
-do not depend on worker count, batch order or interruptions, which is what makes resumed runs bitwise
-identical to uninterrupted ones.
+Every random number comes from the generator passed in, so a view is a pure function of its seed.
 """
 
 from __future__ import annotations
@@ -22,15 +23,11 @@ from typing import Any
 import numpy as np
 import torch
 import torchvision.transforms.v2.functional as TF
-from torch.utils.data import Dataset
 from torchvision.transforms import InterpolationMode
 
-from dira.data.cache import SplitCache
 from dira.data.distortions import REFERENCE_SIZE, DistortionProbabilities, distort
 from dira.data.view_recipe import ViewParams, ViewRecipe, draw_view_params
-from dira.seeding import derive_seed
 
-VALIDATION_EPOCH = -1  # validation views are drawn from a fixed seed, identical every epoch
 SOLARIZE_THRESHOLD = 128 / 255  # PIL's ImageOps.solarize default, which Barlow Twins uses
 
 
@@ -89,26 +86,3 @@ def make_views(image: np.ndarray, rng: np.random.Generator, recipe: ViewRecipe,
             view = torch.from_numpy(distort(view[0].numpy(), rng, restoration.distortions)).unsqueeze(0)
         out[name] = view.clamp_(0.0, 1.0).contiguous()
     return out
-
-
-class TwoViewDataset(Dataset):
-    """Pre-training samples from one HDF5 split at the network's input size; labels are never read."""
-
-    def __init__(self, cache: SplitCache, recipe: ViewRecipe, restoration: Restoration, size: int, seed: int,
-                 max_images: int | None):
-        self.cache, self.recipe, self.restoration_settings = cache, recipe, restoration
-        self.size, self.seed = size, seed
-        self.length = min(len(cache), max_images) if max_images else len(cache)
-        self.epoch = 0
-        self.restoration = False  # set per stage by the trainer
-
-    def set_epoch(self, epoch: int) -> None:
-        self.epoch = epoch
-
-    def __len__(self) -> int:
-        return self.length
-
-    def __getitem__(self, index: int) -> dict[str, torch.Tensor]:
-        rng = np.random.default_rng(derive_seed(self.seed, self.epoch, index))
-        return make_views(self.cache.image(index), rng, self.recipe,
-                          self.restoration_settings if self.restoration else None, self.size)

@@ -1,12 +1,13 @@
-"""TransVW's pre-training samples: a visual-word cube distorted for restoration, its pseudo label, its target.
+"""TransVW's pre-training batches: visual-word cubes distorted for restoration, their pseudo labels, their targets.
 
 Each sample is (``view``, ``label``, ``target``): ``view`` is TransVW's input (elastic deformation, then one of
 local shuffling, non-linear intensity, in- or out-painting; :func:`dira.data.transforms3d.transvw_view`),
 ``target`` the undistorted cube, ``label`` the visual-word class ``dira discover`` gave it. Cubes are read from the
 discovery's HDF5 split (uint8 0..255 or float16 in [0, 1], as the LUNA16 cubes are stored) as float32 (1, z, y, x).
 
-As for the 2D views, every random number of a sample comes from a generator seeded by (seed, epoch, index), so a
-resumed run draws exactly the views an uninterrupted one does.
+The loader reads the stored cubes and labels (:class:`dira.data.samples.StoredRows`); the views are made from
+the whole batch on the training device (:class:`dira.data.batch_views3d.TransVWBatchViews`), from the trainer's
+generator seeded by (seed, epoch, step, rank), so a resumed run draws exactly the views an uninterrupted one does.
 """
 
 from __future__ import annotations
@@ -15,12 +16,9 @@ from typing import Any
 
 import numpy as np
 import torch
-from torch.utils.data import Dataset
 
 from dira.data.cache import SplitCache
-from dira.data.transforms3d import transvw_view
 from dira.errors import InputError
-from dira.seeding import derive_seed
 
 
 def cube_in_unit_range(stored: np.ndarray) -> np.ndarray:
@@ -43,30 +41,18 @@ def visual_word_classes(*caches: SplitCache) -> int:
     return top + 1
 
 
-class VisualWordDataset(Dataset):
-    """Pre-training samples of one discovery split; ``views`` is the ``pretrain.transvw.views`` section."""
+class VisualWordBatch:
+    """TransVW's inputs of a batch of stored rows: ``view`` and ``target`` (B, 1, z, y, x) and ``label`` (B,).
 
-    def __init__(self, cache: SplitCache, views: dict[str, Any], seed: int, max_images: int | None):
-        if not cache.has("labels"):
-            raise InputError(f"{cache.path}: no 'labels': not a visual-word cache (dira discover writes them)")
-        self.cache, self.views, self.seed = cache, views, seed
-        self.labels = cache.array("labels").astype(np.int64)
-        self.length = min(len(cache), max_images) if max_images else len(cache)
-        self.epoch = 0
-        self.restoration = True  # TransVW always restores; the trainer's per-stage switch changes nothing here
+    ``views`` is the ``pretrain.transvw.views`` section. TransVW always restores, so the trainer's per-stage
+    ``restoring`` switch changes nothing here.
+    """
 
-    def set_epoch(self, epoch: int) -> None:
-        self.epoch = epoch
+    def __init__(self, views: dict[str, Any]):
+        from dira.data.batch_views3d import TransVWBatchViews  # TEMPORARY lazy import
 
-    def __len__(self) -> int:
-        return self.length
+        self.views = TransVWBatchViews(views)
 
-    def __getitem__(self, index: int) -> dict[str, torch.Tensor]:
-        rng = np.random.default_rng(derive_seed(self.seed, self.epoch, index))
-        cube = cube_in_unit_range(self.cache.image(index))
-        view, target, _ = transvw_view(cube, rng, **self.views)
-        return {
-            "view": torch.from_numpy(np.ascontiguousarray(view, dtype=np.float32)).unsqueeze(0),
-            "label": torch.tensor(self.labels[index]),
-            "target": torch.from_numpy(target).unsqueeze(0),
-        }
+    def __call__(self, rows: dict[str, torch.Tensor], generator: torch.Generator,
+                 restoring: bool) -> dict[str, torch.Tensor]:
+        return {**self.views(rows["image"], generator), "label": rows["label"]}

@@ -26,12 +26,13 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from torch.utils.data import Dataset
 
+from dira.data.batch_views import TwoViewBatch
 from dira.data.cache import SplitCache
+from dira.data.samples import StoredRows
 from dira.data.view_recipe import ViewRecipe
-from dira.data.views import Restoration, TwoViewDataset
-from dira.data.visual_word_views import VisualWordDataset, visual_word_classes
+from dira.data.views import Restoration
+from dira.data.visual_word_views import VisualWordBatch, visual_word_classes
 from dira.errors import InputError
 from dira.io import load_torch, save_torch, write_json
 from dira.methods import METHODS as METHOD_CLASSES
@@ -44,7 +45,7 @@ from dira.runtime.rng import seed_everything
 from dira.stages import select, stage_keys
 from dira.train import checkpoint
 from dira.train.history import History
-from dira.train.pretrainer import Pretrainer, TrainingDiverged
+from dira.train.pretrainer import Pretrainer, TrainingDiverged, ViewPipeline
 
 log = logging.getLogger(__name__)
 
@@ -89,23 +90,27 @@ def stage_plan(method: str, variant: str, settings: dict[str, Any]) -> list[Stag
     raise InputError(f"unknown variant '{variant}' (choose from {', '.join(VARIANTS)})")  # the registry's
 
 
-def view_datasets(method: str, train_h5: Path, val_h5: Path, config: dict[str, Any]) -> tuple[Dataset, Dataset]:
-    """The method's training and validation samples, from the data pipeline its class names (``views``)."""
+def stored_rows(method: str, train_h5: Path, val_h5: Path, config: dict[str, Any]) -> tuple[StoredRows, StoredRows]:
+    """What the loader reads for the method: stored images (2D) or visual-word cubes with their labels (3D)."""
     settings = config["pretrain"]
-    train_cache, val_cache = SplitCache(train_h5), SplitCache(val_h5)
+    labels = METHOD_CLASSES[method].views == "visual_words"
+    return (StoredRows(SplitCache(train_h5), settings["max_images"], labels=labels),
+            StoredRows(SplitCache(val_h5), None, labels=labels))
+
+
+def view_pipeline(method: str, config: dict[str, Any]) -> ViewPipeline:
+    """The device-side views of the data pipeline the method's class names (``views``)."""
+    settings = config["pretrain"]
     views = METHOD_CLASSES[method].views
     if views == "visual_words":
-        return (VisualWordDataset(train_cache, settings[method]["views"], settings["seed"], settings["max_images"]),
-                VisualWordDataset(val_cache, settings[method]["views"], settings["seed"], None))
+        return VisualWordBatch(settings[method]["views"])
     if views == "two_views":
-        recipe, restoration = ViewRecipe.from_config(settings[method]["views"]), Restoration.from_config(settings)
-        size = config["model"]["input_size"]
-        return (TwoViewDataset(train_cache, recipe, restoration, size, settings["seed"], settings["max_images"]),
-                TwoViewDataset(val_cache, recipe, restoration, size, settings["seed"], None))
+        return TwoViewBatch(ViewRecipe.from_config(settings[method]["views"]), Restoration.from_config(settings),
+                            config["model"]["input_size"])
     raise ValueError(f"{method}: unknown view pipeline '{views}'")
 
 
-def data_structure(method: str, train_set: Dataset, val_set: Dataset) -> dict[str, Any]:
+def data_structure(method: str, train_set: StoredRows, val_set: StoredRows) -> dict[str, Any]:
     """What the data fix about the model: TransVW's number of visual-word classes."""
     if METHOD_CLASSES[method].views == "visual_words":
         return {"classes": visual_word_classes(train_set.cache, val_set.cache)}
@@ -141,7 +146,7 @@ def _pretrain(method: str, variant: str, plan: list[StagePlan], train_h5: Path, 
     settings = config["pretrain"]
     configure_threads(config["threads"])
     seed_everything(settings["seed"])
-    train_set, val_set = view_datasets(method, train_h5, val_h5, config)
+    train_set, val_set = stored_rows(method, train_h5, val_h5, config)
     model_cfg = config[model_section(method)]
     model = build_dira(method, variant == "dira", model_cfg, settings, data_structure(method, train_set, val_set))
     if init is not None:
@@ -160,7 +165,7 @@ def _pretrain(method: str, variant: str, plan: list[StagePlan], train_h5: Path, 
     fingerprint = checkpoint.fingerprint(job, [train_h5, val_h5, *([init] if init else [])])
     label = f"{method}/{variant}"
     trainer = Pretrainer(model, train_set, val_set, settings, method, batch_size(method, settings), device,
-                         History(state_dir / "history.csv"), label, ctx)
+                         History(state_dir / "history.csv"), label, ctx, views=view_pipeline(method, config))
 
     latest = state_dir / "latest.pt"
     # The main process looks first (and sets a foreign state aside); the others read what it left.

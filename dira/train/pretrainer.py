@@ -2,19 +2,23 @@
 
 One process, or one of several under torchrun: each process takes its slice of every global batch,
 gradients are averaged before each optimiser step, and the main process alone validates and writes.
+
+The loader hands over stored rows (uint8 images, visual-word cubes); the method's views are made from each
+whole batch on the training device (``views``), from a CPU generator seeded by (seed, epoch, step, rank): a
+resumed run, which restarts at an epoch boundary, draws exactly the views an uninterrupted one does.
 """
 
 from __future__ import annotations
 
 import math
 import time
+from collections.abc import Callable
 from typing import Any
 
 import torch
 from torch.utils.data import DataLoader, Dataset
 from tqdm import tqdm
 
-from dira.data.views import VALIDATION_EPOCH
 from dira.errors import InputError
 from dira.methods.dira import DiRA, LossWeights, Stage
 from dira.runtime import distributed
@@ -22,19 +26,25 @@ from dira.seeding import derive_seed
 from dira.train import checkpoint, optim
 from dira.train.history import History
 
+# (stored rows on the device, generator, restoring) -> the method's inputs (and ``target`` when restoring)
+ViewPipeline = Callable[[dict[str, torch.Tensor], torch.Generator, bool], dict[str, torch.Tensor]]
+
 
 class TrainingDiverged(RuntimeError):
     """A loss became NaN or infinite; the last saved state is left as it was."""
 
 
+VALIDATION_EPOCH = -1  # validation views are drawn from a fixed seed, identical every epoch
+
+
 class Pretrainer:
-    """``train_set`` / ``val_set`` are the method's view datasets (samples are dicts of tensors with the method's
-    ``inputs`` and, when restoring, ``target``; they have ``set_epoch`` and a ``restoration`` switch)."""
+    """``train_set`` / ``val_set`` give stored rows (``dira.data.samples.StoredRows``) and ``views`` makes the
+    method's inputs of a batch of them; without ``views`` (benchmarks), ``train_step`` is driven directly."""
 
     def __init__(self, model: DiRA, train_set: Dataset, val_set: Dataset, settings: dict[str, Any],
                  method: str, batch_size: int, device: torch.device, history: History, label: str,
-                 ctx: distributed.Context | None = None):
-        self.model, self.train_set, self.val_set = model, train_set, val_set
+                 ctx: distributed.Context | None = None, views: ViewPipeline | None = None):
+        self.model, self.train_set, self.val_set, self.views = model, train_set, val_set, views
         self.settings, self.optimizer_settings = settings, settings[method]["optimizer"]
         self.batch_size = batch_size
         self.device, self.history, self.label = device, history, label
@@ -89,7 +99,6 @@ class Pretrainer:
     # ---------------------------------------------------------------- data
     def _train_loader(self, epoch: int) -> DataLoader:
         """This process's slice of each global batch of a seeded epoch order (the same in every process)."""
-        self.train_set.set_epoch(epoch)
         generator = torch.Generator().manual_seed(derive_seed(self.settings["seed"], "order", epoch))
         order = torch.randperm(len(self.train_set), generator=generator).tolist()
         batch, local, rank = self.batch_size, self.local_batch, self.ctx.rank
@@ -105,7 +114,15 @@ class Pretrainer:
         )
 
     def to_device(self, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-        return {k: v.to(self.device, non_blocking=True, memory_format=self._memory_format(v)) for k, v in batch.items()}
+        return {k: v.to(self.device, non_blocking=True) for k, v in batch.items()}
+
+    def make_views(self, rows: dict[str, torch.Tensor], epoch: int, step: int,
+                   restoring: bool) -> dict[str, torch.Tensor]:
+        """The method's inputs of a batch of stored rows already on the device, in the training memory format."""
+        generator = torch.Generator().manual_seed(derive_seed(self.settings["seed"], "views", epoch, step,
+                                                              self.ctx.rank))
+        views = self.views(rows, generator, restoring)
+        return {k: v.contiguous(memory_format=self._memory_format(v)) for k, v in views.items()}
 
     def _memory_format(self, tensor: torch.Tensor) -> torch.memory_format:
         # channels-last images and volumes on GPUs (faster convolutions); labels and CPU tensors as they are
@@ -120,7 +137,6 @@ class Pretrainer:
     # ---------------------------------------------------------------- epochs
     def train_epoch(self, stage: Stage, epoch: int, epochs: int) -> dict[str, float]:
         self.model.train()
-        self.train_set.restoration = stage.restoration
         loader = self._train_loader(epoch)
         if len(loader) == 0:
             raise InputError(f"{self.train_set.cache.path}: {len(self.train_set)} samples are fewer than "
@@ -131,7 +147,8 @@ class Pretrainer:
                    mininterval=5.0, dynamic_ncols=True, disable=not self.ctx.is_main)
         for step, batch in enumerate(bar):
             lr = optim.set_learning_rate(self.optimizer, self.optimizer_settings, epoch, step, len(loader), epochs)
-            terms = self.train_step(stage, self.to_device(batch), epoch, step)
+            views = self.make_views(self.to_device(batch), epoch, step, stage.restoration)
+            terms = self.train_step(stage, views, epoch, step)
             for name, value in terms.items():
                 sums[name] = sums.get(name, 0.0) + value
         elapsed = time.perf_counter() - start
@@ -144,7 +161,7 @@ class Pretrainer:
                    step: int) -> dict[str, torch.Tensor]:
         """One generator step and, in adversarial stages, one discriminator step; returns the detached terms.
 
-        ``batch`` is already on the device (see ``to_device``); the benchmark times exactly this.
+        ``batch`` holds the views, on the device (see ``make_views``); the benchmark times exactly this.
         """
         with self._autocast():
             losses = self.model.generator_losses(stage, batch)
@@ -168,12 +185,10 @@ class Pretrainer:
     def validate(self, stage: Stage) -> dict[str, float]:
         """Weighted loss terms on the validation split, with views drawn from a fixed seed."""
         self.model.eval()
-        self.val_set.restoration = stage.restoration
-        self.val_set.set_epoch(VALIDATION_EPOCH)
         sums: dict[str, float] = {}
         count = 0
-        for batch in self._loader(self.val_set, None, VALIDATION_EPOCH):
-            batch = self.to_device(batch)
+        for step, rows in enumerate(self._loader(self.val_set, None, VALIDATION_EPOCH)):
+            batch = self.make_views(self.to_device(rows), VALIDATION_EPOCH, step, stage.restoration)
             with self._autocast():
                 losses = self.model.generator_losses(stage, batch)
             n = batch[self.model.method.inputs[0]].shape[0]

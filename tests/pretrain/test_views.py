@@ -1,4 +1,5 @@
-"""Views are cut from the cache at its own size, resized to the input size, and are pure functions of the seed."""
+"""The per-image recipe: views cut from the cache at its own size, resized to the input size, pure functions of
+the seed; and the stored rows the loader hands to the batched views."""
 
 import dataclasses
 
@@ -11,8 +12,10 @@ from toy import write_toy_caches
 from dira.config import load_config
 from dira.data.cache import SplitCache
 from dira.data.distortions import DistortionProbabilities
+from dira.data.samples import StoredRows
 from dira.data.view_recipe import ViewParams, ViewRecipe, draw_view_params
-from dira.data.views import Restoration, TwoViewDataset, make_views, photometric
+from dira.data.views import Restoration, make_views, photometric
+from dira.errors import InputError
 
 NO_DISTORTION = DistortionProbabilities(cutout=0.0, outpaint=0.0, shuffle=0.0)
 NEVER, ALWAYS = (0.0, 0.0), (1.0, 1.0)
@@ -119,21 +122,13 @@ def test_distortion_blocks_are_sized_for_the_output_not_the_cache(mocov2):
     assert min(zeroed) > 0 and max(zeroed) <= 10 * 18 * 18  # 70 px at 224 are 18 px of a 56-px view
 
 
-def test_dataset_samples_are_a_pure_function_of_seed_epoch_and_index(tmp_path, mocov2, restoration):
+def test_stored_rows_are_the_cached_uint8_images_with_their_positions(tmp_path):
     caches = write_toy_caches(tmp_path, {"train": 6}, image_size=96)
-
-    def dataset():
-        d = TwoViewDataset(SplitCache(caches / "train.h5"), mocov2, restoration, 32, seed=11, max_images=None)
-        d.restoration = True
-        return d
-
-    first, second = dataset(), dataset()
-    first.set_epoch(2)
-    second.set_epoch(2)
-    [second[i] for i in (5, 0, 3)]  # other samples drawn first change nothing
-    a, b = first[3], second[3]
-    assert a["view1"].shape == (1, 32, 32) and set(a) == {"view1", "view2", "target"}
-    assert all(torch.equal(a[k], b[k]) for k in a)
-    second.set_epoch(3)
-    assert not torch.equal(a["view1"], second[3]["view1"])
-    assert not torch.equal(a["view1"], first[4]["view1"])
+    cache = SplitCache(caches / "train.h5")
+    rows = StoredRows(cache, max_rows=4)
+    assert len(rows) == 4
+    row = rows[3]
+    assert row["image"].dtype == torch.uint8 and row["image"].shape == (96, 96)
+    assert torch.equal(row["image"], torch.from_numpy(cache.image(3))) and int(row["index"]) == 3
+    with pytest.raises(InputError, match="labels"):
+        StoredRows(cache, labels=True)

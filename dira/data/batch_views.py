@@ -1,0 +1,200 @@
+"""Two augmented views of every image of a batch, made as tensor ops on the training device.
+
+The per-image recipe (:mod:`dira.data.view_recipe` draws, :func:`dira.data.views.make_views` renders) is the
+specification; this module draws the same distributions for a whole batch from one CPU ``torch.Generator``
+(crop area share and aspect with RandomResizedCrop's ten tries, flip, jitter factors and their order, blur σ,
+solarisation, the distortions) and renders them in batched ops: antialiased crop resizing
+(:mod:`dira.data.crop_resample`), brightness / contrast in the drawn order, Gaussian blur as one grouped
+convolution, solarisation, flip, the DiRA distortions (:mod:`dira.data.batch_distortions`). The CPU loader only
+reads the stored uint8 images, so a GPU that trains at thousands of images a second is not left waiting for
+per-image transforms on a few CPU cores.
+
+Draws depend only on the generator (seeded by the trainer from (seed, epoch, step, rank)), never on the
+device, so a resumed run draws what an uninterrupted one does.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+
+from dira.data.batch_distortions import DistortionDraws, apply_distortions, draw_distortions
+from dira.data.crop_resample import resample_crops
+from dira.data.distortions import REFERENCE_SIZE
+from dira.data.view_recipe import Pair, ViewRecipe
+from dira.data.views import SOLARIZE_THRESHOLD, Restoration
+
+CROP_TRIES = 10  # torchvision's RandomResizedCrop
+CROP_RATIO = (3 / 4, 4 / 3)
+
+
+@dataclass(frozen=True)
+class ViewDraws:
+    """Everything random about one view of each image: ``crops`` (B, 4) top, left, h, w in source pixels;
+    ``flip``, ``brightness_first``, ``solarize`` (B,) bool; ``brightness``, ``contrast`` (B,) factors (1 when
+    not jittered); ``blur_sigma`` (B,) at 224 px (0 = no blur)."""
+
+    crops: torch.Tensor
+    flip: torch.Tensor
+    brightness: torch.Tensor
+    contrast: torch.Tensor
+    brightness_first: torch.Tensor
+    blur_sigma: torch.Tensor
+    solarize: torch.Tensor
+
+
+def _uniform(generator: torch.Generator, n: int, low: float, high: float) -> torch.Tensor:
+    return low + (high - low) * torch.rand(n, generator=generator, dtype=torch.float64)
+
+
+def draw_crops(generator: torch.Generator, n: int, height: int, width: int, scale: Pair,
+               ratio: Pair = CROP_RATIO) -> torch.Tensor:
+    """(n, 4) RandomResizedCrop boxes: the first of ten (area share, log-aspect) tries that fits, else the centre."""
+    area = height * width
+    target = area * (scale[0] + (scale[1] - scale[0]) * torch.rand((n, CROP_TRIES), generator=generator,
+                                                                   dtype=torch.float64))
+    log_ratio = (math.log(ratio[0]), math.log(ratio[1]))
+    aspect = torch.exp(log_ratio[0] + (log_ratio[1] - log_ratio[0]) * torch.rand(
+        (n, CROP_TRIES), generator=generator, dtype=torch.float64))
+    w = torch.sqrt(target * aspect).round().to(torch.int64)  # round half to even, as Python's round
+    h = torch.sqrt(target / aspect).round().to(torch.int64)
+    fits = (w > 0) & (w <= width) & (h > 0) & (h <= height)
+    pick = fits.to(torch.int8).argmax(1, keepdim=True)
+    w, h, any_fit = w.gather(1, pick).squeeze(1), h.gather(1, pick).squeeze(1), fits.any(1)
+    side = min(height, width)
+    h, w = torch.where(any_fit, h, side), torch.where(any_fit, w, side)
+    u = torch.rand((n, 2), generator=generator, dtype=torch.float64)
+    top = (u[:, 0] * (height - h + 1)).floor().to(torch.int64)
+    left = (u[:, 1] * (width - w + 1)).floor().to(torch.int64)
+    top = torch.where(any_fit, top, (height - side) // 2)
+    left = torch.where(any_fit, left, (width - side) // 2)
+    return torch.stack([top, left, h, w], dim=1)
+
+
+def draw_views(generator: torch.Generator, recipe: ViewRecipe, view_index: int, n: int, height: int,
+               width: int) -> ViewDraws:
+    """View ``view_index`` (0 or 1) of ``n`` images of ``height`` x ``width``, with that view's probabilities."""
+    crops = draw_crops(generator, n, height, width, recipe.crop_scale)
+    u = torch.rand((n, 5), generator=generator, dtype=torch.float64)
+    flip = u[:, 0] < recipe.flip_prob[view_index]
+    jitter = u[:, 1] < recipe.jitter_prob[view_index]
+    brightness = _uniform(generator, n, max(0.0, 1 - recipe.brightness), 1 + recipe.brightness)
+    contrast = _uniform(generator, n, max(0.0, 1 - recipe.contrast), 1 + recipe.contrast)
+    blur = u[:, 3] < recipe.blur_prob[view_index]
+    sigma = _uniform(generator, n, *recipe.blur_sigma)
+    return ViewDraws(
+        crops=crops, flip=flip,
+        brightness=torch.where(jitter, brightness, 1.0), contrast=torch.where(jitter, contrast, 1.0),
+        brightness_first=u[:, 2] < 0.5, blur_sigma=torch.where(blur, sigma, 0.0),
+        solarize=u[:, 4] < recipe.solarize_prob[view_index],
+    )
+
+
+def _rows(mask: torch.Tensor, device: torch.device) -> torch.Tensor:
+    return mask.nonzero().flatten().to(device)
+
+
+def _factor(values: torch.Tensor, rows: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
+    return values[rows.cpu()].to(like.device, like.dtype).view(-1, 1, 1, 1)
+
+
+def adjust(views: torch.Tensor, brightness: torch.Tensor, contrast: torch.Tensor,
+           brightness_first: torch.Tensor) -> torch.Tensor:
+    """torchvision's adjust_brightness / adjust_contrast (blend with the image mean), clamped, in the drawn order.
+
+    Like every renderer here, it works in place on ``views`` and returns them.
+
+    Only the jittered views are computed, each order's group at once (a factor of 1 would be the identity).
+    """
+    jittered = (brightness != 1.0) | (contrast != 1.0)
+    for brightness_goes_first in (True, False):
+        rows = _rows(jittered & (brightness_first == brightness_goes_first), views.device)
+        if not rows.numel():
+            continue
+        b, c = _factor(brightness, rows, views), _factor(contrast, rows, views)
+        x = views[rows]
+        for op in ("brightness", "contrast") if brightness_goes_first else ("contrast", "brightness"):
+            if op == "brightness":
+                x.mul_(b)
+            else:
+                mean = x.mean(dim=(1, 2, 3), keepdim=True)
+                x.mul_(c).add_((1.0 - c) * mean)
+            x.clamp_(0.0, 1.0)
+        views.index_copy_(0, rows, x)
+    return views
+
+
+def blur(views: torch.Tensor, sigma_at_reference: torch.Tensor) -> torch.Tensor:
+    """torchvision's gaussian_blur (kernel 2 ceil(3σ) + 1, reflected borders) of the views with σ > 0, batched."""
+    chosen = (sigma_at_reference > 0).nonzero().flatten()
+    if not chosen.numel():
+        return views
+    size = views.shape[-1]
+    sigma = sigma_at_reference[chosen].to(torch.float64) * size / REFERENCE_SIZE
+    radii = torch.ceil(3 * sigma).to(torch.int64)
+    radius = int(radii.max())
+    x = torch.arange(-radius, radius + 1, dtype=torch.float64)
+    kernel = torch.exp(-0.5 * (x / sigma[:, None]) ** 2) * (x.abs() <= radii[:, None])
+    kernel = (kernel / kernel.sum(1, keepdim=True)).to(views.device, views.dtype)
+    rows = chosen.to(views.device)
+    picked = views[rows].transpose(0, 1)  # (1, k, H, W): one group per view
+    k = rows.numel()
+    picked = F.pad(picked, (radius, radius, radius, radius), mode="reflect")
+    picked = F.conv2d(picked, kernel.view(k, 1, -1, 1), groups=k)
+    picked = F.conv2d(picked, kernel.view(k, 1, 1, -1), groups=k)
+    views.index_copy_(0, rows, picked.transpose(0, 1))
+    return views
+
+
+def photometric(views: torch.Tensor, draws: ViewDraws) -> torch.Tensor:
+    """Jitter, blur and solarisation, in the order of the reference recipes."""
+    views = blur(adjust(views, draws.brightness, draws.contrast, draws.brightness_first), draws.blur_sigma)
+    rows = _rows(draws.solarize, views.device)
+    if rows.numel():
+        x = views[rows]
+        views.index_copy_(0, rows, torch.where(x >= SOLARIZE_THRESHOLD, 1.0 - x, x))
+    return views
+
+
+def flip(views: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """The views of ``mask`` mirrored left to right, the others as they are."""
+    rows = _rows(mask, views.device)
+    if rows.numel():
+        views.index_copy_(0, rows, views[rows].flip(-1))
+    return views
+
+
+class TwoViewBatch:
+    """``view1``, ``view2`` (B, 1, size, size) and, when restoring, ``target`` of uint8 (B, H, W) images."""
+
+    def __init__(self, recipe: ViewRecipe, restoration: Restoration, size: int):
+        self.recipe, self.restoration, self.size = recipe, restoration, size
+
+    def draw(self, generator: torch.Generator, n: int, height: int, width: int,
+             restoring: bool) -> list[tuple[ViewDraws, DistortionDraws | None]]:
+        distortions = self.restoration.distortions
+        return [(draw_views(generator, self.recipe, index, n, height, width),
+                 draw_distortions(generator, n, self.size, distortions) if restoring else None)
+                for index in (0, 1)]
+
+    def render(self, images: torch.Tensor, draws: list[tuple[ViewDraws, DistortionDraws | None]]
+               ) -> dict[str, torch.Tensor]:
+        out: dict[str, torch.Tensor] = {}
+        for index, (view, distortion) in enumerate(draws):
+            crop = resample_crops(images, view.crops, self.size, self.recipe.interpolation)
+            if index == 0 and distortion is not None:
+                out["target"] = flip(crop.clone(), view.flip & self.restoration.target_follows_flip)
+            rendered = flip(photometric(crop, view), view.flip)
+            if distortion is not None:
+                rendered = apply_distortions(rendered, distortion)
+            out[f"view{index + 1}"] = rendered.clamp_(0.0, 1.0).contiguous()
+        return out
+
+    def __call__(self, batch: dict[str, torch.Tensor], generator: torch.Generator,
+                 restoring: bool) -> dict[str, torch.Tensor]:
+        images = batch["image"]
+        n, height, width = images.shape
+        return self.render(images, self.draw(generator, n, height, width, restoring))

@@ -1,241 +1,113 @@
-"""Images/s of one DiRA-MoCo-v2 'dira' training step: this implementation beside the reference's step.
+"""Samples/s and model-FLOP utilisation of one pre-training step of every method × variant, beside the references.
 
-Two measurements, printed as one table (and written with ``--json``):
+Every row is one training step on a synthetic batch already on the device. "This implementation" is the
+package's own model and optimisers (``build_dira``, ``Pretrainer.start_stage``) driven exactly as one
+iteration of the loop body of ``Pretrainer.train_epoch`` (lr schedule, ``train_step``, loss sums), in the LAST
+stage of each variant's ``stage_plan`` (the one that dominates a run): the 2D methods at the paper's settings
+(the schema's defaults, ``load_config([])``: ResNet-50 U-Net, 224 px) and TransVW in 3D (3D U-Net at base
+width 32, 64x64x32 cubes, 44 visual-word classes); ``--config`` overrides them as for ``dira pretrain``. Two
+rows also run beside a re-implementation of the reference's step (``reference_steps.py``): MoCo-v2 'dira'
+beside the DiRA step and TransVW 'dira' beside the TransVW step, with their ratio rows.
 
-1. The training step (generator step, then discriminator step) at the paper's settings (the schema's
-   defaults, ``dira.config.load_config([])``: ResNet-50 U-Net, 224 px, queue 65536; ``--config`` overrides
-   them as for ``dira pretrain``), on synthetic inputs. "This implementation" is the package's own model and
-   optimisers driven exactly as one iteration of ``Pretrainer.train_epoch`` (bf16 autocast and
-   channels_last on CUDA, fp32 on the CPU). "Reference" is the baseline class below, a re-implementation
-   of the official DiRA step (fhaghighi/DiRA, facts in ``shared/reference/anchors-ssl.md`` §1) built
-   from the same U-Net, discriminator and head modules, so that only the reference's own choices differ:
-   fp32, contiguous memory, ``cudnn.benchmark``, a momentum copy of the WHOLE U-Net (decoder and
-   segmentation head included) updated parameter by parameter, a key forward that runs that decoder,
-   RGB (3-channel) inputs, the single-rank equivalent of its batch shuffle and gathers, and the
-   ``.item()`` calls of its progress meters.
-2. The per-image data path on one CPU core: ``dira.data.views.make_views`` with restoration
-   distortions on a cached grey image, beside the reference's PIL/torchvision transform plus its numpy
-   distortion loops on an RGB-converted image.
-
-Speed is measured here, never asserted in tests. Run ``python benchmarks/pretrain_step.py --help``.
+Each row's settings (``--precision``, ``--memory-format``, ``--fused``, ``--compile``; several values give one
+row each, timed in the same run) default to what ``dira pretrain`` does: bf16 autocast and channels_last on
+CUDA, fp32 and contiguous on the CPU. FLOPs per step are counted on the meta device by ``cost.py``'s
+``pretrain_costs`` (the references': on their first, untimed step) and divided by the step time and by the
+device's dense peak (``cost.GPUS``, or ``--peak-tflops``) for the MFU. Speed is measured here, never asserted
+in tests. Run ``python benchmarks/pretrain_step.py --help``.
 """
 
 from __future__ import annotations
 
 import argparse
-import copy
-import gc
+import itertools
 import json
-import math
-import platform
-import random
-import statistics
-import sys
 import tempfile
-import time
-import traceback
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
-import torch.nn.functional as F
-import torchvision
-from PIL import Image
-from reference_views import ReferenceTransform
-from torch import nn
+from cost import meta_autocast, pretrain_costs
+from reference_steps import ReferenceDiRAStep, ReferenceTransVWStep
+from step_harness import StepResult, StepRunner, add_utilisation, environment, fmt, time_group
 
 from dira.config import ConfigError, deep_merge, load_config, validate
-from dira.data.view_recipe import ViewRecipe
-from dira.data.views import Restoration, make_views
-from dira.methods.dira import STAGES, LossWeights, build_dira
-from dira.models.discriminator import PatchDiscriminator
-from dira.models.heads import mlp_head
-from dira.models.resnet import feature_dim
-from dira.models.unet import UNet
+from dira.methods import METHODS as METHOD_CLASSES
+from dira.methods.dira import DiRA, Stage, build_dira
+from dira.registry import METHODS, VARIANTS
 from dira.train import optim
 from dira.train.history import History
+from dira.train.pretrain import batch_size, model_section, stage_plan
 from dira.train.pretrainer import Pretrainer
 
-HostBatch = dict[str, torch.Tensor]
+PACKAGE = "this implementation"
+REFERENCES = (ReferenceDiRAStep, ReferenceTransVWStep)
 
 
-def log(message: str) -> None:
-    """Progress goes to stderr so that stdout holds only the table."""
-    print(message, file=sys.stderr, flush=True)
+@dataclass(frozen=True)
+class Settings:
+    """How one row of this implementation runs (resolved: no 'auto')."""
+
+    dtype: str           # "fp32" or "bf16" (autocast)
+    memory_format: str   # "contiguous" or "channels_last" (channels_last_3d for 3D)
+    fused: bool
+    compiled: bool
 
 
-# =====================================================================================================
-# BASELINE: a re-implementation of the reference's DiRA-MoCo-v2 step (not the package's code path).
-# =====================================================================================================
-class ReferenceDiRAUNet(nn.Module):
-    """The reference's ``DiRA_UNet``: every forward runs encoder, decoder and sigmoid head, plus the MLP."""
-
-    def __init__(self, backbone: str, decoder_channels: list[int], hidden_dim: int, out_dim: int):
-        super().__init__()
-        self.backbone = UNet(backbone, decoder_channels)
-        # The reference's --mlp head, 2048→2048→ReLU→128 for ResNet-50 (hidden = our config's, so that the
-        # heads also match for the smaller backbones, which the reference's hard-coded 2048 cannot run).
-        self.fc = mlp_head(feature_dim(backbone), hidden_dim, out_dim)
-
-    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        features = self.backbone.encoder(x)
-        restored = torch.sigmoid(self.backbone.decode(features))  # smp Unet(activation='sigmoid')
-        embedding = self.fc(torch.flatten(F.adaptive_avg_pool2d(features[-1], 1), 1))
-        return embedding, restored
+def package_settings(device: torch.device) -> Settings:
+    """What ``dira pretrain`` does on this device (the Pretrainer's autocast, ``_pretrain``'s memory format)."""
+    cuda = device.type == "cuda"
+    return Settings("bf16" if cuda else "fp32", "channels_last" if cuda else "contiguous", False, False)
 
 
-def _gather_one_rank(tensor: torch.Tensor) -> torch.Tensor:
-    """What the reference's all_gather + cat costs on a world of one: a fresh buffer, a copy, a concat."""
-    return torch.cat([torch.ones_like(tensor).copy_(tensor)], dim=0)
+def memory_format(name: str, dims: int) -> torch.memory_format:
+    if name == "contiguous":
+        return torch.contiguous_format
+    return torch.channels_last_3d if dims == 3 else torch.channels_last
 
 
-class ReferenceDiRAMoCo(nn.Module):
-    """The reference's ``DiRA_MoCo`` on one rank: key encoder = momentum copy of the whole DiRA U-Net."""
+class OurStep:
+    """The loop body of ``Pretrainer.train_epoch`` for the last stage of a variant: lr schedule, ``train_step``, sums.
 
-    def __init__(self, backbone: str, decoder_channels: list[int], hidden_dim: int, dim: int, queue_size: int,
-                 momentum: float, temperature: float):
-        super().__init__()
-        self.queue_size, self.momentum, self.temperature = queue_size, momentum, temperature
-        self.encoder_q = ReferenceDiRAUNet(backbone, decoder_channels, hidden_dim, dim)
-        self.encoder_k = copy.deepcopy(self.encoder_q)
-        for p in self.encoder_k.parameters():
-            p.requires_grad = False
-        self.register_buffer("queue", F.normalize(torch.randn(dim, queue_size), dim=0))
-        self.register_buffer("queue_ptr", torch.zeros(1, dtype=torch.long))
-
-    @torch.no_grad()
-    def _momentum_update_key_encoder(self) -> None:
-        # One Python iteration and two temporaries per parameter, as in the reference.
-        for p_q, p_k in zip(self.encoder_q.parameters(), self.encoder_k.parameters(), strict=True):
-            p_k.data = p_k.data * self.momentum + p_q.data * (1.0 - self.momentum)
-
-    @torch.no_grad()
-    def _batch_shuffle(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        gathered = _gather_one_rank(x)
-        order = torch.randperm(gathered.shape[0]).to(x.device)  # drawn on the host, then copied over
-        return gathered[order], torch.argsort(order)
-
-    @torch.no_grad()
-    def _dequeue_and_enqueue(self, keys: torch.Tensor) -> None:
-        keys = _gather_one_rank(keys)
-        ptr = int(self.queue_ptr)  # a host sync on CUDA, as in the reference
-        self.queue[:, ptr:ptr + keys.shape[0]] = keys.T
-        self.queue_ptr[0] = (ptr + keys.shape[0]) % self.queue_size
-
-    def forward(self, im_q: torch.Tensor, im_k: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        q, restored = self.encoder_q(im_q)
-        q = F.normalize(q, dim=1)
-        with torch.no_grad():
-            self._momentum_update_key_encoder()
-            im_k, unshuffle = self._batch_shuffle(im_k)
-            k, _ = self.encoder_k(im_k)  # the key U-Net's decoder runs too; its output is dropped
-            k = F.normalize(k, dim=1)
-            k = _gather_one_rank(k)[unshuffle]
-        positive = torch.einsum("nc,nc->n", q, k).unsqueeze(-1)
-        negative = torch.einsum("nc,ck->nk", q, self.queue.clone().detach())
-        logits = torch.cat([positive, negative], dim=1)
-        logits /= self.temperature
-        labels = torch.zeros(logits.shape[0], dtype=torch.long).to(logits.device)
-        self._dequeue_and_enqueue(k)
-        return logits, labels, restored
-
-
-class ReferenceStep:
-    """One iteration of the reference's ``train_dira``: G step (λ-weighted NCE + MSE + LSGAN), then D step.
-
-    Hyper-parameters are the config's, as ours (the paper's: SGD lr 0.03, momentum 0.9, wd 1e-4; Adam 2e-4,
-    betas 0.5/0.999; λ 1 / 10 / 0.001), so that only the reference's implementation choices differ.
+    The views (``make_views``' output) are a synthetic batch made once; ``benchmarks/views.py`` times making them.
     """
 
-    name = "reference step"
-
-    def __init__(self, cfg: dict[str, Any], device: torch.device):
-        moco, settings = cfg["pretrain"]["mocov2"], cfg["pretrain"]
-        sgd, adam = moco["optimizer"], settings["discriminator"]
-        self.device, self.weights = device, settings["loss_weights"]
-        self.model = ReferenceDiRAMoCo(cfg["model"]["backbone"], cfg["model"]["decoder_channels"],
-                                       moco["hidden_dim"], moco["out_dim"], moco["queue_size"], moco["momentum"],
-                                       moco["temperature"]).to(device)
-        self.discriminator = PatchDiscriminator().to(device)
-        lr = optim.base_learning_rate(sgd["lr"], sgd["lr_scaling"], settings["batch_size"])
-        self.optimizer_g = torch.optim.SGD(self.model.parameters(), lr, momentum=sgd["momentum"],
-                                           weight_decay=sgd["weight_decay"])
-        self.optimizer_d = torch.optim.Adam(self.discriminator.parameters(), lr=adam["lr"], betas=tuple(adam["betas"]))
-        self.nce, self.mse, self.adversarial = nn.CrossEntropyLoss(), nn.MSELoss(), nn.MSELoss()
-        self.model.train()
-
-    @staticmethod
-    def host_batch(batch: int, size: int, pin: bool) -> HostBatch:
-        """RGB views (the reference loads with ``.convert('RGB')``) and the grey target."""
-        out = {"view1": torch.rand(batch, 3, size, size), "view2": torch.rand(batch, 3, size, size),
-               "target": torch.rand(batch, 1, size, size)}
-        return {k: v.pin_memory() for k, v in out.items()} if pin else out
-
-    def step(self, host: HostBatch, index: int) -> None:
-        patches = math.ceil(host["target"].shape[-1] / 8)  # the hard-coded D_output_shape (1, 28, 28) at 224
-        valid = torch.full((host["target"].shape[0], 1, patches, patches), 1.0, device=self.device)
-        fake = torch.full((host["target"].shape[0], 1, patches, patches), 0.0, device=self.device)
-        images = [host[k].to(self.device, non_blocking=True) for k in ("view1", "view2", "target")]
-
-        logits, labels, restored = self.model(images[0], images[1])
-        nce_loss = self.nce(logits, labels)
-        mse_loss = self.mse(restored, images[2])
-        g_adv = self.adversarial(self.discriminator(restored), valid)
-        w = self.weights
-        g_loss = w["discrimination"] * nce_loss + w["restoration"] * mse_loss + w["adversarial"] * g_adv
-        for value in (nce_loss, mse_loss, g_adv, g_loss):  # the reference's AverageMeter updates
-            value.item()
-        self.optimizer_g.zero_grad()
-        g_loss.backward()
-        self.optimizer_g.step()
-
-        self.optimizer_d.zero_grad()
-        real_loss = self.adversarial(self.discriminator(images[2]), valid)
-        fake_loss = self.adversarial(self.discriminator(restored.detach()), fake)
-        d_loss = 0.5 * (real_loss + fake_loss)
-        d_loss.backward()
-        self.optimizer_d.step()
-        d_loss.item()
-
-
-# =====================================================================================================
-# THIS IMPLEMENTATION: the package's model and optimisers, driven as one iteration of train_epoch.
-# =====================================================================================================
-class OurStep:
-    """The loop body of ``Pretrainer.train_epoch`` for the 'dira' stage, on the trainer's own ``train_step``."""
-
-    name = "this implementation"
-
-    def __init__(self, cfg: dict[str, Any], device: torch.device, steps_per_epoch: int):
-        self.stage = STAGES["dira"]
-        self.steps_per_epoch = steps_per_epoch
-        self.model = build_dira("mocov2", True, cfg["model"], cfg["pretrain"]).to(device)
-        if device.type == "cuda":
-            self.model.to(memory_format=torch.channels_last)
+    def __init__(self, cfg: dict[str, Any], method: str, variant: str, device: torch.device, batch: int,
+                 settings: Settings, classes: int, steps_per_epoch: int, flops_per_sample: float):
+        pretrain, dims = cfg["pretrain"], METHODS[method].dims
+        plan = stage_plan(method, variant, pretrain)[-1]
+        self.stage, self.epochs, self.steps_per_epoch = plan.stage, plan.epochs, steps_per_epoch
+        self.flops_per_step: float | None = flops_per_sample * batch
+        structure = {"classes": classes} if dims == 3 else {}
+        self.model = build_dira(method, variant == "dira", cfg[model_section(method)], pretrain, structure).to(device)
+        self.model.to(memory_format=memory_format(settings.memory_format, dims))
         self._state_dir = tempfile.TemporaryDirectory(prefix="dira-bench-")
-        # Datasets are never touched: inputs come from host_batch(), so that only the step is timed.
-        self.trainer = Pretrainer(self.model, None, None, cfg["pretrain"], "mocov2",  # type: ignore[arg-type]
-                                  cfg["pretrain"]["batch_size"], device,
+        # Datasets are never touched: the batch below is made once, so that only the step is timed.
+        self.trainer = Pretrainer(self.model, None, None, pretrain, method,  # type: ignore[arg-type]
+                                  batch_size(method, pretrain), device,
                                   History(Path(self._state_dir.name) / "history.csv"), "benchmark")
-        # the stage's SGD (optim.py) and Adam for D, at the 2D λ
-        self.trainer.start_stage(self.stage, LossWeights(**cfg["pretrain"]["loss_weights"]))
+        self.trainer.start_stage(plan.stage, plan.weights)
+        if settings.fused:
+            use_fused_optimizers(self.trainer)
+        if settings.dtype != package_settings(device).dtype:  # the Pretrainer's autocast follows the device
+            bf16 = settings.dtype == "bf16"
+            self.trainer._autocast = lambda: torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16)
+        if settings.compiled:
+            compile_modules(self.model)
         self.model.train()
+        # The views as Pretrainer.make_views hands them to train_step: on the device, images and volumes in the
+        # row's memory format ('auto' = make_views' own: channels_last on CUDA); labels as they are.
+        layout = memory_format(settings.memory_format, dims)
+        self.batch = {k: v.to(device).contiguous(memory_format=layout if v.dim() in (4, 5) else torch.contiguous_format)
+                      for k, v in synthetic_batch(method, plan.stage, cfg, batch, classes).items()}
         self.sums: dict[str, torch.Tensor] = {}
 
-    @staticmethod
-    def host_batch(batch: int, size: int, pin: bool) -> HostBatch:
-        """Grey views and target, as ``TwoViewDataset`` yields them."""
-        out = {k: torch.rand(batch, 1, size, size) for k in ("view1", "view2", "target")}
-        return {k: v.pin_memory() for k, v in out.items()} if pin else out
-
-    def step(self, host: HostBatch, index: int) -> None:
+    def step(self, index: int) -> None:
         t = self.trainer
-        optim.set_learning_rate(t.optimizer, t.optimizer_settings, 0, index, self.steps_per_epoch,
-                                t.settings["epochs"]["adversarial"])
-        terms = t.train_step(self.stage, t.to_device(host), 0, index)
+        optim.set_learning_rate(t.optimizer, t.optimizer_settings, 0, index, self.steps_per_epoch, self.epochs)
+        terms = t.train_step(self.stage, self.batch, 0, index)
         for name, value in terms.items():
             self.sums[name] = self.sums.get(name, 0.0) + value
 
@@ -243,297 +115,265 @@ class OurStep:
         self._state_dir.cleanup()
 
 
-# =====================================================================================================
-# Timing
-# =====================================================================================================
-@dataclass
-class StepResult:
-    path: str
-    batch_size: int
-    dtype: str
-    memory_format: str
-    cudnn_benchmark: bool
-    status: str = "ok"
-    """"ok", "OOM" or "error" (then ``message`` says what)."""
-    message: str = ""
-    ms_per_step: float | None = None
-    """Median over the timed steps; ``images_per_s`` = batch / median."""
-    min_ms_per_step: float | None = None
-    """The least disturbed step: the better estimate on a shared, noisy CPU."""
-    images_per_s: float | None = None
-    step_ms: list[float] = field(default_factory=list)
-    peak_memory_gib: float | None = None
+def synthetic_batch(method: str, stage: Stage, cfg: dict[str, Any], batch: int,
+                    classes: int) -> dict[str, torch.Tensor]:
+    """The method's inputs (+ the restoration target), shaped as its dataset yields them: grey views or cubes."""
+    if METHODS[method].dims == 3:
+        shape = (batch, 1, *cfg["datasets"]["luna16"]["crop_shape"])  # (1, z, y, x)
+    else:
+        shape = (batch, 1, cfg["model"]["input_size"], cfg["model"]["input_size"])
+    names = [*METHOD_CLASSES[method].inputs, *(["target"] if stage.restoration else [])]
+    return {n: torch.randint(classes, (batch,)) if n == "label" else torch.rand(shape) for n in names}
 
 
-def _sync(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
+def use_fused_optimizers(trainer: Pretrainer) -> None:
+    """``start_stage``'s optimisers again, with torch's fused kernels (until the Pretrainer takes the switch)."""
+    model, settings = trainer.model, trainer.optimizer_settings
+    fixed = {id(p) for p in model.method.fixed_lr_parameters()}
+    groups = optim.parameter_groups(model.generator_modules(), settings, trainer.batch_size, fixed)
+    trainer.optimizer = optim.build_optimizer(groups, settings, fused=True)
+    if trainer.d_optimizer is not None:
+        d = trainer.settings["discriminator"]
+        trainer.d_optimizer = torch.optim.Adam(model.discriminator.parameters(), lr=d["lr"], betas=tuple(d["betas"]),
+                                               fused=True)
 
 
-def _is_oom(err: BaseException) -> bool:
-    return isinstance(err, torch.OutOfMemoryError) or (
-        isinstance(err, RuntimeError) and ("out of memory" in str(err) or "can't allocate" in str(err)))
+def compile_modules(model: DiRA) -> None:
+    """``torch.compile`` in place (state-dict keys unchanged) of the U-Net's parts (2D: encoder, decoder, head;
+    3D: its levels), the method's heads and momentum encoder, and D; losses, optimisers and the momentum update
+    stay eager. Compilation happens on the first step (the row's ``1st s``)."""
+    parts = [*model.unet.children(), *model.method.children(), *([model.discriminator] if model.discriminator else [])]
+    for part in parts:
+        part.compile()
 
 
-OURS_WITH_CUDNN_BENCHMARK = "this impl., no cudnn bench"
+def fused_label(optimizer: str, variant: str, fused: bool) -> str:
+    if not fused:
+        return "no"
+    if optimizer == "lars":  # no fused kernel (optim.build_optimizer); the discriminator's Adam has one
+        return "D only" if variant == "dira" else "no (LARS)"
+    return "yes"
 
 
-def _new_result(kind: str, device: torch.device, batch: int) -> StepResult:
-    cuda, reference = device.type == "cuda", kind == "reference"
-    path = {"reference": ReferenceStep.name, "ours": OurStep.name, "ours+bench": OURS_WITH_CUDNN_BENCHMARK}[kind]
-    return StepResult(
-        path=path, batch_size=batch,
-        dtype="fp32" if reference or not cuda else "bf16 autocast",
-        memory_format="contiguous" if reference or not cuda else "channels_last",
-        # main_DiRA_moco.py sets cudnn.benchmark, and so does `dira pretrain` on CUDA; "ours+bench" (the flag
-        # --ours-cudnn-benchmark) is kept as the row without it, to show what the setting gives.
-        cudnn_benchmark=cuda and kind != "ours+bench",
-    )
+def flops_per_sample(method: str, stage: Stage, cfg: dict[str, Any], classes: int,
+                     cache: dict[tuple[str, str], float]) -> float:
+    """Training-step FLOPs per sample (forward, backward and D's step), counted once on the meta device.
+
+    Per sample they do not depend on the batch size, so one count serves every batch of a (method, stage)."""
+    key = (method, stage.name)
+    if key not in cache:
+        with meta_autocast():
+            cache[key] = pretrain_costs(method, stage, deep_merge(cfg, {"discovery": {"classes": classes}}), 2)["train"]
+    return cache[key]
 
 
-def _time_group(results: dict[str, StepResult], cfg: dict[str, Any], device: torch.device,
-                args: argparse.Namespace) -> None:
-    """Build the implementations in ``results``, warm each up, then time them in alternating order.
-
-    With two implementations the order flips every round (ABBA...), so that a background load that
-    drifts during the run (a shared CPU) weighs on both alike.
-    """
+# ---------------------------------------------------------------------------------------------- the run
+def run_row_group(method: str, variant: str, batch: int, cfg: dict[str, Any], device: torch.device,
+             args: argparse.Namespace, cache: dict[tuple[str, str], float]) -> list[StepResult]:
+    """This implementation at each requested setting (and the reference where it has one) at one batch size."""
+    dims, stage = METHODS[method].dims, stage_plan(method, variant, cfg["pretrain"])[-1].stage
     cuda = device.type == "cuda"
-    batch = next(iter(results.values())).batch_size
-    runners: dict[str, ReferenceStep | OurStep] = {}
-    previous_benchmark = torch.backends.cudnn.benchmark
-    label = ", ".join(r.path for r in results.values()) + f", batch {batch}"
-    try:
-        if cuda:
-            torch.cuda.empty_cache()
-            torch.cuda.reset_peak_memory_stats(device)
-        hosts: dict[str, HostBatch] = {}
-        for kind in results:
-            torch.manual_seed(0)
-            log(f"[{results[kind].path}, batch {batch}] building model")
-            runners[kind] = ReferenceStep(cfg, device) if kind == "reference" else \
-                OurStep(cfg, device, args.warmup + args.steps)
-            hosts[kind] = runners[kind].host_batch(batch, args.image_size, pin=cuda)
-        rounds = [*(("warm-up", i) for i in range(args.warmup)), *(("step", i) for i in range(args.steps))]
-        for n, (phase, i) in enumerate(rounds):
-            order = list(results) if n % 2 == 0 else list(reversed(results))
-            for kind in order:
-                torch.backends.cudnn.benchmark = results[kind].cudnn_benchmark
-                _sync(device)
-                start = time.perf_counter()
-                runners[kind].step(hosts[kind], n)
-                _sync(device)
-                seconds = time.perf_counter() - start
-                if phase == "step":
-                    results[kind].step_ms.append(1000.0 * seconds)
-                total = args.warmup if phase == "warm-up" else args.steps
-                log(f"[{results[kind].path}, batch {batch}] {phase} {i + 1}/{total}: {seconds:.2f} s")
-        for result in results.values():
-            result.ms_per_step = statistics.median(result.step_ms)
-            result.min_ms_per_step = min(result.step_ms)
-            result.images_per_s = batch / (result.ms_per_step / 1000.0)
-            if cuda and len(results) == 1:
-                result.peak_memory_gib = torch.cuda.max_memory_allocated(device) / 2**30
-    except Exception as err:  # one failing configuration must not cost the rest of a (rented) GPU run
-        status = "OOM" if _is_oom(err) else "error"
-        message = f"{type(err).__name__}: {str(err).splitlines()[0] if str(err) else ''}"
-        for result in results.values():
-            result.status, result.message, result.step_ms = status, message, []
-            result.ms_per_step = result.min_ms_per_step = result.images_per_s = result.peak_memory_gib = None
-        log(f"[{label}] {status}: {message}")
-        if status != "OOM":
-            log(traceback.format_exc())
-    finally:
-        for runner in runners.values():
-            if isinstance(runner, OurStep):
-                runner.close()
-        runners.clear()
-        gc.collect()
-        if cuda:
-            torch.cuda.empty_cache()
-        torch.backends.cudnn.benchmark = previous_benchmark
-
-
-def measure_steps(cfg: dict[str, Any], device: torch.device, batch: int, args: argparse.Namespace
-                  ) -> list[StepResult]:
-    """Reference and ours at one batch size; an OOM is reported in the table, not raised."""
-    kinds = ["reference", "ours", *(["ours+bench"] if args.ours_cudnn_benchmark else [])]
-    results = {kind: _new_result(kind, device, batch) for kind in kinds}
+    results: dict[str, StepResult] = {}
+    builders: dict[str, Callable[[], StepRunner]] = {}
+    reference = next((r for r in REFERENCES if r.compared_with == (method, variant)), None)
+    if reference is not None and not args.no_reference:
+        results["reference"] = StepResult(reference.name, "reference", method, variant, stage.name, dims, batch,
+                                          "fp32", reference.memory_format, "no", False, True if cuda else None)
+        builders["reference"] = ((lambda: ReferenceDiRAStep(cfg, device, batch)) if dims == 2 else
+                                 (lambda: ReferenceTransVWStep(cfg, device, batch, args.classes)))
+    per_sample = flops_per_sample(method, stage, cfg, args.classes, cache)
+    for i, settings in enumerate(args.settings):
+        layout = "channels_last_3d" if dims == 3 and settings.memory_format == "channels_last" else \
+            settings.memory_format
+        fused = fused_label(cfg["pretrain"][method]["optimizer"]["name"], variant, settings.fused)
+        results[f"ours{i}"] = StepResult(f"{method}/{variant}", PACKAGE, method, variant, stage.name, dims, batch,
+                                         settings.dtype, layout, fused, settings.compiled, True if cuda else None)
+        builders[f"ours{i}"] = (lambda s=settings: OurStep(cfg, method, variant, device, batch, s, args.classes,
+                                                           args.warmup + args.steps, per_sample))
     if args.order == "interleaved":
-        _time_group(results, cfg, device, args)
-    else:  # each alone on the device: peak memory per implementation, an OOM of one spares the other
-        for kind in kinds:
-            _time_group({kind: results[kind]}, cfg, device, args)
+        time_group(results, builders, device, args.warmup, args.steps)
+    else:  # each alone on the device: peak memory per row, an OOM of one spares the others
+        for key in results:
+            time_group({key: results[key]}, {key: builders[key]}, device, args.warmup, args.steps)
+    for result in results.values():
+        add_utilisation(result, device, args.peak_tflops)
     return list(results.values())
 
 
-@dataclass
-class DataResult:
-    path: str
-    source: str
-    images_per_s: float
-    ms_per_image: float
+# ---------------------------------------------------------------------------------------------- report
+COLUMNS = (("row", 26, "<"), ("stage", 5, "<"), ("batch", 5, ">"), ("dtype", 5, "<"), ("format", 16, "<"),
+           ("fused", 9, "<"), ("compile", 7, "<"), ("samples/s", 9, ">"), ("ms/step", 9, ">"), ("min ms", 9, ">"),
+           ("GFLOP/step", 10, ">"), ("achieved", 9, ">"), ("MFU", 6, ">"), ("1st s", 7, ">"), ("peak GiB", 8, ">"))
 
 
-def _synthetic_grey(size: int, seed: int = 0) -> np.ndarray:
-    """A smooth grey image with noise (a stand-in radiograph; transform cost does not depend on content)."""
-    rng = np.random.default_rng(seed)
-    yy, xx = np.mgrid[0:size, 0:size] / size
-    image = 128 + 80 * np.sin(6 * xx) * np.cos(4 * yy) + rng.normal(0, 12, (size, size))
-    return np.clip(image, 0, 255).astype(np.uint8)
+def _line(cells: list[str], cuda: bool) -> str:
+    columns = COLUMNS if cuda else COLUMNS[:-1]
+    return " ".join(format(c, f"{align}{width}") for c, (_, width, align) in zip(cells, columns, strict=True))
 
 
-def _time_per_image(fn: Callable[[int], Any], count: int, warmup: int) -> float:
-    for i in range(warmup):
-        fn(i)
-    start = time.perf_counter()
-    for i in range(count):
-        fn(warmup + i)
-    return (time.perf_counter() - start) / count
+def _ratio_line(label: str, ours: StepResult, base: StepResult) -> str | None:
+    if not (ours.samples_per_s and base.samples_per_s):
+        return None
+    width = sum(w + 1 for _, w, _ in COLUMNS[:7]) - 1  # up to samples/s
+    return (f"{label:<{width}} {ours.samples_per_s / base.samples_per_s:>9.2f} {'':>9} "
+            f"{base.min_ms_per_step / ours.min_ms_per_step:>9.2f}")
 
 
-def measure_data(args: argparse.Namespace) -> list[DataResult]:
-    """Two views + target per image on ONE core: the reference's PIL path vs ``make_views``."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    size = args.image_size
-    results: list[DataResult] = []
-    try:
-        random.seed(0)
-        torch.manual_seed(0)
-        transform = ReferenceTransform(size)
-        for source_size in dict.fromkeys((args.data_source_size, size)):
-            grey = Image.fromarray(_synthetic_grey(source_size))
-            log(f"[data] reference transform on a {source_size}² source, {args.data_images} images")
-            seconds = _time_per_image(lambda _, image=grey: transform(image.convert("RGB")), args.data_images, 5)
-            results.append(DataResult("reference transform", f"{source_size}² grey PIL → RGB",
-                                      1.0 / seconds, 1000.0 * seconds))
-        cached = _synthetic_grey(size)
-        pretrain = args.cfg["pretrain"]  # the schema's defaults (load_config([])) unless --config overrides them
-        recipe, restoration = ViewRecipe.from_config(pretrain["mocov2"]["views"]), Restoration.from_config(pretrain)
-        log(f"[data] make_views on a {size}² cached image, {args.data_images} images")
-        seconds = _time_per_image(
-            lambda i: make_views(cached, np.random.default_rng(i), recipe, restoration, size), args.data_images, 5)
-        results.append(DataResult("make_views", f"{size}² uint8 cache image", 1.0 / seconds, 1000.0 * seconds))
-    finally:
-        torch.set_num_threads(threads)
-    return results
-
-
-# =====================================================================================================
-# Report
-# =====================================================================================================
-def device_name(device: torch.device) -> str:
-    if device.type == "cuda":
-        return torch.cuda.get_device_name(device)
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
-
-
-def _fmt(value: float | None, spec: str) -> str:
-    return "-" if value is None else format(value, spec)
-
-
-def report(args: argparse.Namespace, device: torch.device, steps: list[StepResult], data: list[DataResult]) -> str:
-    cuda = device.type == "cuda"
+def report(args: argparse.Namespace, device: torch.device, results: list[StepResult]) -> str:
+    cuda, cfg = device.type == "cuda", args.cfg
+    env = environment(device)
+    unit = "TFLOP/s" if cuda else "GFLOP/s"
+    dims = {METHODS[m].dims for m, _ in args.matrix}
+    shapes = []
+    if 2 in dims:
+        shapes.append(f"2D: {cfg['model']['backbone']} U-Net, {cfg['model']['input_size']} px, MoCo queue "
+                      f"{cfg['pretrain']['mocov2']['queue_size']}, batch {', '.join(map(str, args.batch_size))}")
+    if 3 in dims:
+        shapes.append(f"3D: U-Net base width {cfg['model3d']['base_width']}, cubes (z, y, x) "
+                      f"{tuple(cfg['datasets']['luna16']['crop_shape'])}, {args.classes} classes, batch "
+                      f"{', '.join(map(str, args.batch_size_3d))}")
     lines = [
-        f"device: {device.type} ({device_name(device)}), torch {torch.__version__}, torchvision "
-        f"{torchvision.__version__}, threads {torch.get_num_threads()}, batch "
-        f"{', '.join(map(str, args.batch_size))}, {args.image_size} px, {args.cfg['model']['backbone']} U-Net, "
-        f"queue {args.cfg['pretrain']['mocov2']['queue_size']}, DiRA-MoCo-v2 'dira' stage (G step + D step)",
-        f"timing: median of {args.steps} steps after {args.warmup} warm-up, {args.order}"
-        + (f"; TF32 conv {torch.backends.cudnn.allow_tf32}, TF32 matmul "
-           f"{torch.backends.cuda.matmul.allow_tf32}" if cuda else ""),
+        f"device: {device.type} ({env['device_name']}), torch {env['torch']}, threads {env['threads']}",
+        "; ".join(shapes),
+        f"timing: median of {args.steps} steps after {args.warmup} warm-up, {args.order}; 'achieved' in {unit}; "
+        f"peak: {'--peak-tflops ' + format(args.peak_tflops, 'g') if args.peak_tflops else 'cost.GPUS by device name'}"
+        + (f"; TF32 conv {env['tf32']['conv']}, matmul {env['tf32']['matmul']}" if cuda else ""),
         "",
     ]
-    header = (f"{'path':<24} {'batch':>5}  {'dtype':<14} {'format':<14} {'images/s':>9} {'ms/step':>9} "
-              f"{'min ms':>9}")
-    lines += [header + (f" {'peak GiB':>9}" if cuda else ""), "-" * (len(header) + (10 if cuda else 0))]
-    for r in steps:
-        row = (f"{r.path:<24} {r.batch_size:>5}  {r.dtype:<14} {r.memory_format:<14} "
-               f"{_fmt(r.images_per_s, '9.2f') if r.status == 'ok' else r.status:>9} {_fmt(r.ms_per_step, '9.1f')} "
-               f"{_fmt(r.min_ms_per_step, '9.1f')}")
-        lines.append(row + (f" {_fmt(r.peak_memory_gib, '9.2f')}" if cuda else ""))
-    for batch in args.batch_size:
-        rows = {r.path: r for r in steps if r.batch_size == batch}
-        ref = rows.get(ReferenceStep.name)
-        for path in (OurStep.name, OURS_WITH_CUDNN_BENCHMARK):
-            if path not in rows:
-                continue
-            ours = rows[path]
-            ok = bool(ref and ours.images_per_s and ref.images_per_s)
-            ratio = f"{ours.images_per_s / ref.images_per_s:.2f}" if ok else "-"
-            ratio_min = f"{ref.min_ms_per_step / ours.min_ms_per_step:.2f}" if ok else "-"
-            name = "this" if path == OurStep.name else "this + cudnn bench"
-            lines.append(f"{f'ratio ({name} / reference), batch {batch}':<62} {ratio:>9} {'':>9} {ratio_min:>9}")
-    if data:
-        lines += ["", f"{'data path, 1 CPU core':<22} {'source':<34} {'img/s':>9} {'ms/img':>9}",
-                  "-" * 77]
-        lines += [f"{d.path:<22} {d.source:<34} {d.images_per_s:9.1f} {d.ms_per_image:9.2f}" for d in data]
-        mine = data[-1]
-        for base in data[:-1]:
-            lines.append(f"{f'ratio (make_views / reference on {base.source.split()[0]})':<57} "
-                         f"{mine.images_per_s / base.images_per_s:>9.2f}")
+    header = _line([name for name, _, _ in COLUMNS][: len(COLUMNS) if cuda else -1], cuda)
+    lines += [header, "-" * len(header)]
+    scale = 1.0 if cuda else 1000.0
+    for r in results:
+        ok = r.status == "ok"
+        lines.append(_line([
+            r.row, r.stage, str(r.batch_size), r.dtype, r.memory_format, r.fused, "yes" if r.compiled else "no",
+            fmt(r.samples_per_s, ".2f") if ok else r.status, fmt(r.ms_per_step, ".1f"), fmt(r.min_ms_per_step, ".1f"),
+            fmt(r.gflop_per_step, ".1f"), fmt(None if r.achieved_tflops is None else r.achieved_tflops * scale, ".2f"),
+            fmt(None if r.mfu is None else 100 * r.mfu, ".1f") + ("%" if r.mfu is not None else ""),
+            fmt(r.first_step_s, ".1f"), fmt(r.peak_memory_gib, ".2f")][: len(COLUMNS) if cuda else -1], cuda))
+    groups: dict[tuple[str, str, int], list[StepResult]] = {}
+    for r in results:
+        groups.setdefault((r.method, r.variant, r.batch_size), []).append(r)
+    ratios = []
+    for (method, variant, batch), rows in groups.items():
+        ours = [r for r in rows if r.implementation == PACKAGE]
+        names = {id(r): f"{method}/{variant}" + (f" ({_settings_text(r)})" if len(ours) > 1 else "") for r in ours}
+        for base in (r for r in rows if r.implementation == "reference"):
+            ratios += [_ratio_line(f"ratio {names[id(r)]} / {base.row}, batch {batch}", r, base) for r in ours]
+        ratios += [_ratio_line(f"ratio {names[id(r)]} / ({_settings_text(ours[0])}), batch {batch}", r, ours[0])
+                   for r in ours[1:]]
+    ratios = [r for r in ratios if r]
+    if ratios:
+        lines += ["", "ratios: samples/s of the medians (under samples/s), of the minima (under min ms); above 1: "
+                      "the first is faster", *ratios]
+    failed = [r for r in results if r.status != "ok"]
+    lines += [f"{r.row} batch {r.batch_size}: {r.status}: {r.message}" for r in failed]
     return "\n".join(lines)
+
+
+def _settings_text(r: StepResult) -> str:
+    layout = {"contiguous": "contig", "channels_last": "cl", "channels_last_3d": "cl3d"}[r.memory_format]
+    return " ".join([r.dtype, layout, *(["fused"] if r.fused != "no" else []), *(["compiled"] if r.compiled else [])])
+
+
+# ---------------------------------------------------------------------------------------------- arguments
+def _on_off(values: list[str] | None) -> list[bool]:
+    """``--fused`` alone = on; ``--fused off on`` = a row of each; absent = off."""
+    return [False] if values is None else [v == "on" for v in (values or ["on"])]
+
+
+def row_settings(args: argparse.Namespace, device: torch.device) -> list[Settings]:
+    """Every combination of the requested settings, 'auto' resolved to the package's, duplicates dropped."""
+    default = package_settings(device)
+    dtypes = [default.dtype if p == "auto" else p for p in args.precision]
+    formats = [default.memory_format if m == "auto" else m for m in args.memory_format]
+    combos = itertools.product(dtypes, formats, _on_off(args.fused), _on_off(args.compile))
+    return list(dict.fromkeys(Settings(*c) for c in combos))
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--device", choices=("cpu", "cuda"), default="cuda" if torch.cuda.is_available() else "cpu",
                         help="default: cuda when visible")
+    parser.add_argument("--methods", nargs="+", choices=list(METHODS), default=list(METHODS), help="default: all")
+    parser.add_argument("--variants", nargs="+", choices=list(VARIANTS), default=list(VARIANTS),
+                        help="default: all (each method runs those of its variants that are listed)")
     parser.add_argument("--batch-size", type=int, nargs="+", default=None,
-                        help="one or more batch sizes (default: 4 on cpu, 32 on cuda)")
+                        help="2D batch sizes, and 3D too unless --batch-size-3d (default: 4 on cpu, 32 on cuda)")
+    parser.add_argument("--batch-size-3d", type=int, nargs="+", default=None,
+                        help="TransVW batch sizes (default: --batch-size if given, else 2 on cpu and the paper's "
+                             "pretrain.transvw.batch_size on cuda)")
     parser.add_argument("--steps", type=int, default=None, help="timed steps (default: 3 on cpu, 20 on cuda)")
     parser.add_argument("--warmup", type=int, default=None, help="untimed steps first (default: 1 cpu, 5 cuda)")
     parser.add_argument(
         "--config", action="append", default=[], metavar="FILE|JSON",
         help="pipeline config merged onto the schema's defaults (the paper's settings), as for `dira pretrain`; "
-             "repeat to merge, later wins. It sets the model and method: model.backbone, model.input_size (the "
-             "image size of both measurements), pretrain.mocov2.queue_size / bn_splits, optimisers, loss weights",
-    )
-    parser.add_argument("--threads", type=int, default=None, help="torch threads for the step (default: torch's)")
+             "repeat to merge, later wins: model (backbone, input_size), model3d (base_width), pretrain.<method> "
+             "(optimizer, queue_size, bn_splits, ...), loss weights, datasets.luna16.crop_shape (the 3D cube)")
+    parser.add_argument("--base-width", type=int, default=None, help="model3d.base_width (default: the config's, 32)")
+    parser.add_argument("--classes", type=int, default=44,
+                        help="TransVW's visual-word classes (default 44, the reference's cls_classes)")
+    parser.add_argument("--precision", nargs="+", choices=("auto", "fp32", "bf16"), default=["auto"],
+                        help="this implementation's rows: auto = the package's (bf16 autocast on cuda, fp32 on cpu); "
+                             "several values: a row each")
+    parser.add_argument("--memory-format", nargs="+", choices=("auto", "contiguous", "channels_last"),
+                        default=["auto"], help="auto = the package's (channels_last(_3d) on cuda, contiguous on cpu)")
+    parser.add_argument("--fused", nargs="*", choices=("off", "on"), default=None,
+                        help="torch's fused SGD / Adam (LARS has none); `--fused` = on, `--fused off on` = both")
+    parser.add_argument("--compile", nargs="*", choices=("off", "on"), default=None,
+                        help="torch.compile the U-Net parts, heads and D (compile time in '1st s'); as --fused")
+    parser.add_argument("--no-reference", action="store_true", help="skip the two reference steps")
+    parser.add_argument("--peak-tflops", type=float, default=None,
+                        help="dense peak for the MFU (default: cost.GPUS by CUDA device name; none on cpu)")
+    parser.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's)")
     parser.add_argument("--order", choices=("interleaved", "sequential"), default=None,
-                        help="alternate reference and ours step by step (default on cpu: robust to a shared, "
-                             "drifting CPU) or time each alone (default on cuda: peak memory per path)")
-    parser.add_argument("--ours-cudnn-benchmark", action="store_true",
-                        help="add a row: ours with cudnn.benchmark off (cuda only; training turns it on)")
-    parser.add_argument("--skip-step", action="store_true", help="only the data path")
-    parser.add_argument("--skip-data", action="store_true", help="only the training step")
-    parser.add_argument("--data-images", type=int, default=100, help="images timed per data path (default 100)")
-    parser.add_argument("--data-source-size", type=int, default=1024,
-                        help="side of the reference's source image (default 1024, as ChestX-ray14's PNGs)")
-    parser.add_argument("--json", type=Path, default=None, help="also write the numbers here")
+                        help="alternate the rows of a method/variant step by step (default on cpu: robust to a "
+                             "shared, drifting CPU) or time each alone (default on cuda: peak memory per row)")
+    parser.add_argument("--json", type=Path, default=None, help="also write every row and its settings here")
     args = parser.parse_args(argv)
+    overrides = [json.dumps({"model3d": {"base_width": args.base_width}})] if args.base_width else []
     try:
-        args.cfg = load_config(args.config)  # device and batch size are this script's options, set per run
+        args.cfg = load_config([*args.config, *overrides])
     except ConfigError as err:
         parser.error(str(err))
-    args.image_size = args.cfg["model"]["input_size"]
-    queue_size, bn_splits = (args.cfg["pretrain"]["mocov2"][k] for k in ("queue_size", "bn_splits"))
     cuda = args.device == "cuda"
-    args.batch_size = args.batch_size or [32 if cuda else 4]
+    if cuda and not torch.cuda.is_available():
+        parser.error("--device cuda but no CUDA device is visible")
+    given = args.batch_size
+    args.batch_size = given or [32 if cuda else 4]
+    args.batch_size_3d = args.batch_size_3d or given or [args.cfg["pretrain"]["transvw"]["batch_size"] if cuda else 2]
     args.steps = args.steps if args.steps is not None else (20 if cuda else 3)
     args.warmup = args.warmup if args.warmup is not None else (5 if cuda else 1)
     args.order = args.order or ("sequential" if cuda else "interleaved")
-    if cuda and not torch.cuda.is_available():
-        parser.error("--device cuda but no CUDA device is visible")
-    if args.ours_cudnn_benchmark and not cuda:
-        parser.error("--ours-cudnn-benchmark needs --device cuda (cuDNN is not used on the CPU)")
-    if args.steps < 1 or args.warmup < 0 or min(args.batch_size) < 1:
-        parser.error("--steps must be >= 1, --warmup >= 0, batch sizes >= 1")
-    for batch in args.batch_size:  # checked up front so that no device time is spent on a doomed run
-        if queue_size % batch:
-            parser.error(f"the reference asserts queue % batch == 0: {queue_size} % {batch} != 0")
-        if batch % bn_splits:
-            parser.error(f"batch {batch} cannot be split into {bn_splits} batch-norm groups")
-    if not args.skip_data and args.image_size < 80:
-        parser.error("the reference's distortions use fixed 10-70 px blocks: model.input_size >= 80 or --skip-data")
+    if args.steps < 1 or args.warmup < 0 or min(args.batch_size + args.batch_size_3d) < 1 or args.classes < 2:
+        parser.error("--steps must be >= 1, --warmup >= 0, batch sizes >= 1, --classes >= 2")
+    args.settings = row_settings(args, torch.device(args.device))
+    args.matrix = [(m, v) for m in args.methods for v in METHODS[m].variants if v in args.variants]
+    if not args.matrix:
+        parser.error("no method has any of the chosen variants")
+    args.cfgs = {}
+    for dims, batches in ((2, args.batch_size), (3, args.batch_size_3d)):
+        if any(METHODS[m].dims == dims for m, _ in args.matrix):
+            for batch in batches:  # checked up front, so that no device time is spent on a doomed run
+                args.cfgs[dims, batch] = _batch_config(parser, args, dims, batch)
     return args
+
+
+def _batch_config(parser: argparse.ArgumentParser, args: argparse.Namespace, dims: int, batch: int) -> dict[str, Any]:
+    pretrain = {"batch_size": batch} if dims == 2 else {"transvw": {"batch_size": batch}}
+    try:
+        cfg = validate(deep_merge(args.cfg, {"device": args.device, "pretrain": pretrain}))
+    except ConfigError as err:
+        parser.error(f"batch {batch}: {err}")
+    if dims == 3 and any(s % 8 for s in cfg["datasets"]["luna16"]["crop_shape"]):
+        parser.error("the 3D U-Net's three 2x2x2 pools need cube sides divisible by 8")
+    moco = cfg["pretrain"]["mocov2"]
+    if dims == 2 and any(m == "mocov2" for m, _ in args.matrix):
+        if batch % moco["bn_splits"]:
+            parser.error(f"batch {batch} cannot be split into {moco['bn_splits']} batch-norm groups")
+        if ("mocov2", "dira") in args.matrix and not args.no_reference and moco["queue_size"] % batch:
+            parser.error(f"the reference asserts queue % batch == 0: {moco['queue_size']} % {batch} != 0")
+    return cfg
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -541,23 +381,19 @@ def main(argv: list[str] | None = None) -> None:
     device = torch.device(args.device)
     if args.threads:
         torch.set_num_threads(args.threads)
-    steps: list[StepResult] = []
-    if not args.skip_step:
-        for batch in args.batch_size:
-            cfg = validate(deep_merge(args.cfg, {"device": args.device, "pretrain": {"batch_size": batch}}))
-            steps += measure_steps(cfg, device, batch, args)
-    data = [] if args.skip_data else measure_data(args)
-    print(report(args, device, steps, data), flush=True)
+    results: list[StepResult] = []
+    cache: dict[tuple[str, str], float] = {}
+    for method, variant in args.matrix:
+        dims = METHODS[method].dims
+        for batch in (args.batch_size if dims == 2 else args.batch_size_3d):
+            results += run_row_group(method, variant, batch, args.cfgs[dims, batch], device, args, cache)
+    print(report(args, device, results), flush=True)
     if args.json:
         args.json.parent.mkdir(parents=True, exist_ok=True)
         args.json.write_text(json.dumps({
-            "device": args.device, "device_name": device_name(device), "torch": torch.__version__,
-            "torchvision": torchvision.__version__, "threads": torch.get_num_threads(),
-            "image_size": args.image_size, "backbone": args.cfg["model"]["backbone"],
-            "queue_size": args.cfg["pretrain"]["mocov2"]["queue_size"],
-            "bn_splits": args.cfg["pretrain"]["mocov2"]["bn_splits"], "config": args.cfg,
-            "steps": args.steps, "warmup": args.warmup, "order": args.order,
-            "step": [asdict(r) for r in steps], "data": [asdict(d) for d in data],
+            "environment": environment(device), "config": args.cfg, "classes": args.classes, "steps": args.steps,
+            "warmup": args.warmup, "order": args.order, "peak_tflops_override": args.peak_tflops,
+            "settings": [asdict(s) for s in args.settings], "rows": [asdict(r) for r in results],
         }, indent=2) + "\n")
 
 

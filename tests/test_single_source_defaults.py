@@ -50,10 +50,10 @@ TAKE_CONFIG_SETTINGS: dict[str, frozenset[str]] = {
     "dira.train.optim.LARS": frozenset(),
     "dira.train.optim.base_learning_rate": frozenset(),
     "dira.train.optim.parameter_groups": frozenset({"fixed_lr"}),
-    "dira.train.optim.build_optimizer": frozenset(),
+    "dira.train.optim.build_optimizer": frozenset({"fused"}),  # a device choice, not a setting
     "dira.train.optim.schedule_factor": frozenset(),
     "dira.train.optim.set_learning_rate": frozenset(),
-    "dira.train.pretrainer.Pretrainer": frozenset({"ctx"}),
+    "dira.train.pretrainer.Pretrainer": frozenset({"ctx", "views"}),  # None only where benchmarks drive train_step
     # Grad-CAM and localization
     "dira.eval.gradcam.grad_cam": frozenset(),
     "dira.eval.localization.localization_accuracy": frozenset(),

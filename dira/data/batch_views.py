@@ -128,24 +128,29 @@ def adjust(views: torch.Tensor, brightness: torch.Tensor, contrast: torch.Tensor
 
 
 def blur(views: torch.Tensor, sigma_at_reference: torch.Tensor) -> torch.Tensor:
-    """torchvision's gaussian_blur (kernel 2 ceil(3σ) + 1, reflected borders) of the views with σ > 0, batched."""
+    """torchvision's gaussian_blur (kernel 2 ceil(3σ) + 1, reflected borders) of the views with σ > 0.
+
+    One grouped convolution per kernel radius (a handful), each view with its own σ: the work is the taps each
+    view needs, not those of the widest kernel of the batch.
+    """
     chosen = (sigma_at_reference > 0).nonzero().flatten()
     if not chosen.numel():
         return views
     size = views.shape[-1]
     sigma = sigma_at_reference[chosen].to(torch.float64) * size / REFERENCE_SIZE
     radii = torch.ceil(3 * sigma).to(torch.int64)
-    radius = int(radii.max())
-    x = torch.arange(-radius, radius + 1, dtype=torch.float64)
-    kernel = torch.exp(-0.5 * (x / sigma[:, None]) ** 2) * (x.abs() <= radii[:, None])
-    kernel = (kernel / kernel.sum(1, keepdim=True)).to(views.device, views.dtype)
-    rows = chosen.to(views.device)
-    picked = views[rows].transpose(0, 1)  # (1, k, H, W): one group per view
-    k = rows.numel()
-    picked = F.pad(picked, (radius, radius, radius, radius), mode="reflect")
-    picked = F.conv2d(picked, kernel.view(k, 1, -1, 1), groups=k)
-    picked = F.conv2d(picked, kernel.view(k, 1, 1, -1), groups=k)
-    views.index_copy_(0, rows, picked.transpose(0, 1))
+    for radius in radii.unique().tolist():
+        group = radii == radius
+        x = torch.arange(-radius, radius + 1, dtype=torch.float64)
+        kernel = torch.exp(-0.5 * (x / sigma[group, None]) ** 2)
+        kernel = (kernel / kernel.sum(1, keepdim=True)).to(views.device, views.dtype)
+        rows = chosen[group].to(views.device)
+        k = rows.numel()
+        picked = F.pad(views[rows].transpose(0, 1), (radius, radius, radius, radius), mode="reflect")  # (1, k, ..)
+        picked = picked.contiguous(memory_format=torch.channels_last)  # 2-5x faster depthwise kernels on CPUs
+        picked = F.conv2d(picked, kernel.view(k, 1, -1, 1), groups=k)
+        picked = F.conv2d(picked, kernel.view(k, 1, 1, -1), groups=k)
+        views.index_copy_(0, rows, picked.transpose(0, 1))
     return views
 
 

@@ -95,17 +95,27 @@ def parameter_groups(modules: nn.Module | list[nn.Module], settings: dict[str, A
     return out
 
 
-def build_optimizer(groups: list[dict[str, Any]], settings: dict[str, Any]) -> torch.optim.Optimizer:
+def build_optimizer(groups: list[dict[str, Any]], settings: dict[str, Any], *, fused: bool = False
+                    ) -> torch.optim.Optimizer:
+    """The method's optimiser over ``groups`` (from :func:`parameter_groups`).
+
+    ``fused`` is how the update runs, not what it computes: torch's single-kernel SGD / Adam (``fused=True``;
+    CUDA and, in torch >= 2.4, the CPU too; torch raises for parameters on a device or of a dtype it has no
+    fused kernel for). The results agree with the default (foreach / for-loop) kernels up to rounding. LARS has
+    no fused kernel: its per-parameter trust ratio runs as always, whatever ``fused`` says, so that a caller
+    may ask for fused optimisers without knowing the method.
+    """
+    kernel = {"fused": True} if fused else {}  # unset rather than False: torch then picks foreach on CUDA
     if settings["name"] == "sgd":
         return torch.optim.SGD(groups, lr=groups[0]["lr"], momentum=settings["momentum"],
-                               weight_decay=settings["weight_decay"])
+                               weight_decay=settings["weight_decay"], **kernel)
     if settings["name"] == "lars":
         return LARS(groups, lr=groups[0]["lr"], momentum=settings["momentum"],
                     weight_decay=settings["weight_decay"], eta=settings["eta"],
                     lars_adaptation=True)  # every group of parameter_groups sets its own
     if settings["name"] == "adam":  # TransVW's; weight decay as L2 in the gradient, as torch's Adam
         return torch.optim.Adam(groups, lr=groups[0]["lr"], betas=tuple(settings["betas"]),
-                                weight_decay=settings["weight_decay"])
+                                weight_decay=settings["weight_decay"], **kernel)
     raise ValueError(f"unknown optimizer '{settings['name']}' (choose from sgd, lars, adam)")
 
 

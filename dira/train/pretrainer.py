@@ -19,6 +19,7 @@ import torch
 from torch.utils.data import DataLoader, Dataset
 from tqdm import tqdm
 
+from dira.data.loader import row_loader
 from dira.errors import InputError
 from dira.methods.dira import DiRA, LossWeights, Stage
 from dira.runtime import distributed
@@ -64,12 +65,13 @@ class Pretrainer:
         fixed = {id(p) for p in self.model.method.fixed_lr_parameters()}
         groups = optim.parameter_groups(self.model.generator_modules(), self.optimizer_settings,
                                         self.batch_size, fixed)
-        self.optimizer = optim.build_optimizer(groups, self.optimizer_settings)
+        # fused SGD / Adam kernels on GPUs (one launch for all parameters); LARS has none and ignores the switch
+        self.optimizer = optim.build_optimizer(groups, self.optimizer_settings, fused=self.cuda)
         self.d_optimizer = None
         if stage.adversarial:
             d = self.settings["discriminator"]
             self.d_optimizer = torch.optim.Adam(self.model.discriminator.parameters(), lr=d["lr"],
-                                                betas=tuple(d["betas"]))
+                                                betas=tuple(d["betas"]), fused=self.cuda or None)
 
     def state(self, stage_index: int, next_epoch: int, fingerprint: str, finished: bool) -> dict[str, Any]:
         # At a stage boundary the next stage starts fresh optimisers, so their moments are not kept.
@@ -107,11 +109,8 @@ class Pretrainer:
         return self._loader(self.train_set, mine, epoch)
 
     def _loader(self, dataset: Dataset, indices: list[int] | None, epoch: int) -> DataLoader:
-        return DataLoader(
-            dataset, batch_size=self.local_batch, sampler=indices, num_workers=self.settings["num_workers"],
-            pin_memory=self.cuda,
-            generator=torch.Generator().manual_seed(derive_seed(self.settings["seed"], "workers", epoch)),
-        )
+        return row_loader(dataset, indices, self.local_batch, num_workers=self.settings["num_workers"],
+                          pin_memory=self.cuda, seed=derive_seed(self.settings["seed"], "workers", epoch))
 
     def to_device(self, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         return {k: v.to(self.device, non_blocking=True) for k, v in batch.items()}

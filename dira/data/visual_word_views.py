@@ -17,12 +17,16 @@ from typing import Any
 import numpy as np
 import torch
 
+from dira.data.batch_views3d import TransVWBatchViews
 from dira.data.cache import SplitCache
 from dira.errors import InputError
 
 
 def cube_in_unit_range(stored: np.ndarray) -> np.ndarray:
-    """A cached cube as float32 in [0, 1]: uint8 rows are 0..255 levels of the window, float rows are already scaled."""
+    """A cached cube as float32 in [0, 1]: uint8 rows are 0..255 levels of the window, float rows are already scaled.
+
+    The per-sample counterpart of :func:`dira.data.batch_views3d.cubes_in_unit_range` (tests, benchmarks).
+    """
     if stored.dtype == np.uint8:
         return stored.astype(np.float32) / 255.0
     return stored.astype(np.float32)
@@ -49,8 +53,6 @@ class VisualWordBatch:
     """
 
     def __init__(self, views: dict[str, Any]):
-        from dira.data.batch_views3d import TransVWBatchViews  # TEMPORARY lazy import
-
         self.views = TransVWBatchViews(views)
 
     def __call__(self, rows: dict[str, torch.Tensor], generator: torch.Generator,

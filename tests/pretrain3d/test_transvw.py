@@ -17,7 +17,8 @@ from visual_word_toy import SHAPE, write_visual_words
 
 from dira.config import load_config
 from dira.data.cache import SplitCache
-from dira.data.visual_word_views import VisualWordDataset, visual_word_classes
+from dira.data.samples import StoredRows
+from dira.data.visual_word_views import VisualWordBatch, visual_word_classes
 from dira.io import load_torch
 from dira.methods.dira import STAGES, build_dira
 from dira.models.discriminator import PatchDiscriminator
@@ -98,18 +99,19 @@ def test_the_3d_discriminator_scores_patches():
     assert d(torch.rand(1, 1, 32, 64, 64)).shape == (1, 1, 4, 8, 8)  # strides 2, 2, 2, 1
 
 
-def test_visual_word_samples_are_seeded_views_of_their_cubes(words, config):
+def test_visual_word_batches_are_seeded_views_of_their_cubes(words, config):
     cache = SplitCache(words / "train.h5")
     assert visual_word_classes(cache, SplitCache(words / "val.h5")) == 3
-    views = config["pretrain"]["transvw"]["views"]
-    a, b = VisualWordDataset(cache, views, 0, None), VisualWordDataset(cache, views, 0, None)
-    first, again = a[5], b[5]
+    rows = StoredRows(cache, labels=True)
+    batch = {k: torch.stack([rows[i][k] for i in (5, 2)]) for k in ("image", "label", "index")}
+    views = VisualWordBatch(config["pretrain"]["transvw"]["views"])
+    first, again = (views(batch, torch.Generator().manual_seed(0), True) for _ in range(2))
     assert all(torch.equal(first[k], again[k]) for k in first)
-    assert first["view"].shape == (1, *SHAPE) and first["label"].item() == 5 % 3
-    assert torch.allclose(first["target"][0], torch.from_numpy(cache.image(5) / 255.0).float())
+    assert first["view"].shape == (2, 1, *SHAPE) and first["label"].tolist() == [5 % 3, 2 % 3]
+    assert torch.allclose(first["target"][0, 0], torch.from_numpy(cache.image(5) / 255.0).float())
     assert not torch.equal(first["view"], first["target"])  # elastic deformation always applies
-    a.set_epoch(1)
-    assert not torch.equal(a[5]["view"], first["view"])
+    other = views(batch, torch.Generator().manual_seed(1), True)
+    assert not torch.equal(other["view"], first["view"])
 
 
 def _command(words, out, variant="base", init=None):
@@ -176,4 +178,4 @@ def test_a_cache_without_labels_is_refused(tmp_path, config):
                               grid=GRID) as w:
         w.append(np.zeros((2, *SHAPE), np.uint8), ["a", "b"])
     with pytest.raises(InputError, match=r"cubes\.h5: no 'labels'"):
-        VisualWordDataset(SplitCache(tmp_path / "cubes.h5"), config["pretrain"]["transvw"]["views"], 0, None)
+        StoredRows(SplitCache(tmp_path / "cubes.h5"), labels=True)

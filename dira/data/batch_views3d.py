@@ -40,44 +40,14 @@ import torch
 import torch.nn.functional as F
 
 from dira.data import transforms3d
+from dira.data.batch_random import TensorParams, integers, random_words, uniform, uniform_f32
+from dira.data.batch_shuffle3d import ShuffleParams, draw_shuffle, render_shuffle
 from dira.data.transforms3d import TRANSVW_CHOICES
 
 Shape = tuple[int, int, int]
 CURVE_BINS = 1 << 16  # intensity bins of the Bezier lookup table
 RANK_TOL = 1e-7  # singular values below this share of the largest are dropped from a smoothing matrix
 CPU_CHUNK = 4  # cubes rendered at once on a CPU: bigger temporaries page-fault and leave the cache (README)
-
-
-# ---- random numbers from the generator's raw words -----------------------------------------------------------
-def _halves(generator: torch.Generator, count: int) -> torch.Tensor:
-    """``count`` random int32 words (two per 64-bit draw)."""
-    return torch.empty((count + 1) // 2, dtype=torch.int64).random_(-(2**63), None, generator=generator).view(
-        torch.int32)[:count]
-
-
-def uniform(generator: torch.Generator, shape: Sequence[int]) -> torch.Tensor:
-    """Float64 U[0, 1) on the 2^-53 lattice."""
-    words = torch.empty(math.prod(shape), dtype=torch.int64).random_(0, 1 << 53, generator=generator)
-    return words.double().mul_(2.0**-53).view(*shape)
-
-
-def uniform_f32(generator: torch.Generator, shape: Sequence[int]) -> torch.Tensor:
-    """Float32 U[0, 1) on the 2^-24 lattice, as ``rng.random(dtype=float32)``."""
-    return _halves(generator, math.prod(shape)).bitwise_and_(0xFFFFFF).float().mul_(2.0**-24).view(*shape)
-
-
-def integers(generator: torch.Generator, low: torch.Tensor, high: torch.Tensor) -> torch.Tensor:
-    """Uniform integers in [low, high] (inclusive, elementwise) by a 32-bit multiply-shift."""
-    low, high = torch.broadcast_tensors(*(torch.as_tensor(v, dtype=torch.int64) for v in (low, high)))
-    r = _halves(generator, low.numel()).view(low.shape).long().bitwise_and_(0xFFFFFFFF)
-    return r.mul_(high - low + 1).bitwise_right_shift_(32).add_(low)
-
-
-class _Params:
-    def to(self, device: torch.device) -> Any:
-        """The same parameters with every tensor on ``device``."""
-        return dataclasses.replace(self, **{f.name: getattr(self, f.name).to(device) for f in dataclasses.fields(self)
-                                            if isinstance(getattr(self, f.name), torch.Tensor)})
 
 
 def draw_choices(generator: torch.Generator, batch: int, *, elastic_prob: float,
@@ -91,7 +61,7 @@ def draw_choices(generator: torch.Generator, batch: int, *, elastic_prob: float,
 
 # ---- elastic deformation --------------------------------------------------------------------------------------
 @dataclass(frozen=True)
-class ElasticParams(_Params):
+class ElasticParams(TensorParams):
     noise: torch.Tensor  # (n, len(axes), z, y, x) U[-1, 1] fields before smoothing: int32 / 2^31 as drawn, or floats
     axes: tuple[int, ...]  # the displaced axes of (z, y, x), in grid_sample's coordinate order (x, y, z)
     alpha: float
@@ -104,7 +74,7 @@ def draw_elastic(generator: torch.Generator, count: int, shape: Shape, *, alpha:
     if not set(axes) <= {0, 1, 2}:
         raise ValueError(f"axes must be among 0, 1, 2 (z, y, x), got {axes}")
     axes = tuple(sorted(set(axes), reverse=True))
-    noise = _halves(generator, count * len(axes) * math.prod(shape)).view(count, len(axes), *shape)
+    noise = random_words(generator, count * len(axes) * math.prod(shape)).view(count, len(axes), *shape)
     return ElasticParams(noise, axes, float(alpha), float(sigma))
 
 
@@ -184,98 +154,9 @@ def render_elastic(cubes: torch.Tensor, params: ElasticParams) -> torch.Tensor:
     return sample(cubes.unsqueeze(1), grid).view(n, z, y, x).clamp_(0.0, 1.0)
 
 
-# ---- local shuffle ---------------------------------------------------------------------------------------------
-@dataclass(frozen=True)
-class ShuffleParams(_Params):
-    """Blocks in drawing order (``starts``, ``sizes``) and their permutations, in a layout made for speed.
-
-    Layout rows: the blocks by volume (largest first), then shape, then drawing order (``order[row]`` is the row's
-    drawing index, sample-major); runs of one shape are ``groups`` (first row, rows, sz, sy, sx), and the rows with
-    more than i voxels are a prefix. ``source`` is column-major: column i, from ``columns[i]``, holds for each such
-    row the raster index (within the block) of the original voxel that the block's voxel i receives.
-    """
-
-    starts: torch.Tensor  # (n, blocks, 3) int64 corners (z, y, x)
-    sizes: torch.Tensor  # (n, blocks, 3) int64 sides >= 1
-    order: torch.Tensor  # (n * blocks,) int64
-    source: torch.Tensor  # (sum of volumes,) int16 (int32 for blocks of more than 2^15 voxels)
-    columns: torch.Tensor  # (largest volume,) int64
-    groups: tuple[tuple[int, int, int, int, int], ...]
-
-
-def column_starts(volumes: torch.Tensor) -> torch.Tensor:
-    """Start of each column of the layout (``volumes`` descending): column i holds the rows with more than i voxels."""
-    heights = torch.searchsorted(-volumes, -torch.arange(1, int(volumes.max()) + 1, device=volumes.device), right=True)
-    return heights.cumsum(0) - heights
-
-
-def shuffle_layout(sizes: torch.Tensor) -> tuple[torch.Tensor, tuple[tuple[int, int, int, int, int], ...]]:
-    """(order, groups) of :class:`ShuffleParams` for (n, blocks, 3) sides."""
-    flat = sizes.reshape(-1, 3).cpu()
-    if int(flat.max()) >= 1 << 13 or int(flat.prod(1).max()) >= 1 << 24:
-        raise ValueError("shuffle blocks need sides < 8192 and volumes < 2^24")
-    shape_id = (flat[:, 0] << 26) + (flat[:, 1] << 13) + flat[:, 2]
-    order = torch.argsort((((1 << 24) - flat.prod(1)) << 39) + shape_id, stable=True)
-    ids, counts = torch.unique_consecutive(shape_id[order], return_counts=True)
-    starts = (counts.cumsum(0) - counts).tolist()
-    return order, tuple((row, count, sid >> 26, (sid >> 13) & 0x1FFF, sid & 0x1FFF)
-                        for row, count, sid in zip(starts, counts.tolist(), ids.tolist(), strict=True))
-
-
-def block_permutations(generator: torch.Generator, volumes: torch.Tensor) -> torch.Tensor:
-    """Uniform permutations of range(v) for the (descending) ``volumes``, column-major as ShuffleParams.source.
-
-    Fisher-Yates "inside-out" for all blocks at once: step i sets voxel i of every block longer than i to the value
-    of its voxel j, uniform in 0 .. i, and voxel j to i (for j = i the second write wins)."""
-    starts = column_starts(volumes)
-    heights, first = torch.diff(starts, append=volumes.sum().view(1)).tolist(), starts.tolist()
-    perm = torch.empty(int(volumes.sum()), dtype=torch.int16 if len(first) <= 1 << 15 else torch.int32)
-    perm[: heights[0]] = 0
-    rows = torch.arange(heights[0])
-    for i, count in enumerate(heights[1:], start=1):  # a draw per step: no buffer of all words to page in
-        there = starts.gather(0, torch.empty(count, dtype=torch.int64).random_(0, i + 1, generator=generator))
-        there += rows[:count]
-        perm[first[i]:first[i] + count] = perm.gather(0, there)
-        perm.index_fill_(0, there, i)
-    return perm
-
-
-def draw_shuffle(generator: torch.Generator, count: int, shape: Shape, *, blocks: int,
-                 block_divisor: int) -> ShuffleParams:
-    """``blocks`` blocks per cube, sides 1 .. dim // block_divisor, corners inside, each with its permutation."""
-    dims = torch.tensor(shape)
-    sizes = integers(generator, 1, (dims // block_divisor).clamp_(min=1).expand(count, blocks, 3))
-    starts = integers(generator, 0, dims - sizes)
-    order, groups = shuffle_layout(sizes)
-    volumes = sizes.view(-1, 3)[order].prod(1)
-    return ShuffleParams(starts, sizes, order, block_permutations(generator, volumes), column_starts(volumes), groups)
-
-
-def render_shuffle(cubes: torch.Tensor, params: ShuffleParams) -> torch.Tensor:
-    """Every voxel covered by a block takes the original voxel that its last covering block's permutation assigns."""
-    _, z, y, x = cubes.shape
-    device, flat = cubes.device, cubes.reshape(-1)
-    starts = params.starts.reshape(-1, 3).index_select(0, params.order)
-    sample = torch.div(params.order, params.sizes.shape[1], rounding_mode="floor")
-    corner = sample * (z * y * x) + (starts[:, 0] * y + starts[:, 1]) * x + starts[:, 2]
-    key = (params.order << 32).add_(corner)  # drawing index above (the latest wins), the source voxel below
-    columns = params.columns.int()
-    top = [max(group[axis] for group in params.groups) for axis in (2, 3, 4)]
-    raster = ((torch.arange(top[0], device=device) * y).view(-1, 1, 1) + torch.arange(top[1], device=device).view(-1, 1)
-              ) * x + torch.arange(top[2], device=device)
-    winner = torch.arange(-(1 << 32), flat.numel() - (1 << 32), device=device)  # uncovered: below all, reads itself
-    for row, count, sz, sy, sx in params.groups:
-        offsets = raster[:sz, :sy, :sx].reshape(-1)
-        rows = torch.arange(row, row + count, device=device, dtype=torch.int32)
-        source = params.source.index_select(0, (columns[: offsets.numel()] + rows[:, None]).view(-1))
-        value = offsets.index_select(0, source.int()).view(count, -1).add_(key[row:row + count, None])
-        winner.scatter_reduce_(0, (corner[row:row + count, None] + offsets).view(-1), value.view(-1), "amax")
-    return flat.index_select(0, winner.bitwise_and_(0xFFFFFFFF)).view_as(cubes)
-
-
 # ---- non-linear intensity -------------------------------------------------------------------------------------
 @dataclass(frozen=True)
-class CurveParams(_Params):
+class CurveParams(TensorParams):
     points: torch.Tensor  # (n, 2, 2) float64: control points P1, P2 as (x, y); P0 = (0, 0), P3 = (1, 1)
     reverse: torch.Tensor  # (n,) bool: the decreasing curve
     curve_points: int
@@ -346,7 +227,7 @@ def render_curve(cubes: torch.Tensor, params: CurveParams) -> torch.Tensor:
 
 # ---- in- and out-painting --------------------------------------------------------------------------------------
 @dataclass(frozen=True)
-class BoxParams(_Params):
+class BoxParams(TensorParams):
     active: torch.Tensor  # (n, slots) bool: the boxes drawn (a prefix of the slots)
     lower: torch.Tensor  # (n, slots, 3) int64 first voxel (z, y, x)
     upper: torch.Tensor  # (n, slots, 3) int64 one past the last voxel

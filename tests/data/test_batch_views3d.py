@@ -12,6 +12,7 @@ from scipy.ndimage import gaussian_filter
 from scipy.stats import chi2_contingency, chisquare, ks_2samp
 
 from dira.config import load_config
+from dira.data import batch_random, batch_shuffle3d
 from dira.data import batch_views3d as bv
 from dira.data import transforms3d as t3
 from dira.data.visual_word_views import cube_in_unit_range
@@ -41,18 +42,18 @@ def same_distribution(a, b) -> bool:
     return chi2_contingency(table[:, table.sum(0) > 0])[1] > ALPHA
 
 
-def shuffle_params(starts: torch.Tensor, sizes: torch.Tensor, permutations: list) -> bv.ShuffleParams:
+def shuffle_params(starts: torch.Tensor, sizes: torch.Tensor, permutations: list) -> batch_shuffle3d.ShuffleParams:
     """ShuffleParams from explicit blocks and each block's permutation (drawing order), laid out as draws lay them."""
-    order, groups = bv.shuffle_layout(sizes)
+    order, groups = batch_shuffle3d.shuffle_layout(sizes)
     volumes = sizes.reshape(-1, 3)[order].prod(1)
-    columns = bv.column_starts(volumes)
+    columns = batch_shuffle3d.column_starts(volumes)
     source = torch.empty(int(volumes.sum()), dtype=torch.int16)
     for row, block in enumerate(order.tolist()):
         source[columns[: len(permutations[block])] + row] = torch.as_tensor(permutations[block]).to(torch.int16)
-    return bv.ShuffleParams(starts, sizes, order, source, columns, groups)
+    return batch_shuffle3d.ShuffleParams(starts, sizes, order, source, columns, groups)
 
 
-def permutation(params: bv.ShuffleParams, block: int) -> torch.Tensor:
+def permutation(params: batch_shuffle3d.ShuffleParams, block: int) -> torch.Tensor:
     """Block ``block``'s (drawing index) source indices, in its raster order, read back from the layout."""
     row = int((params.order == block).nonzero())
     return params.source[params.columns[: int(params.sizes.reshape(-1, 3)[block].prod())] + row].long()
@@ -65,11 +66,11 @@ def cube() -> np.ndarray:
 
 # ---- the random-number helpers -------------------------------------------------------------------------------
 def test_integers_and_floats_are_uniform_on_their_ranges():
-    ints = bv.integers(gen(0), torch.tensor([0, 5]).repeat(30000, 1), torch.tensor([2, 10]).repeat(30000, 1))
+    ints = batch_random.integers(gen(0), torch.tensor([0, 5]).repeat(30000, 1), torch.tensor([2, 10]).repeat(30000, 1))
     assert chisquare(np.bincount(ints[:, 0].numpy(), minlength=3))[1] > ALPHA
     assert chisquare(np.bincount(ints[:, 1].numpy() - 5, minlength=6))[1] > ALPHA
-    u = bv.uniform(gen(1), (50000,)).numpy()
-    f = bv.uniform_f32(gen(2), (50000,)).numpy()
+    u = batch_random.uniform(gen(1), (50000,)).numpy()
+    f = batch_random.uniform_f32(gen(2), (50000,)).numpy()
     assert f.dtype == np.float32 and np.array_equal(f * 2**24, np.floor(f * 2**24))  # rng.random(float32)'s lattice
     for sample in (u, f):
         assert sample.min() >= 0 and sample.max() < 1
@@ -109,7 +110,7 @@ def test_painting_box_counts_sides_and_corners_match_transforms3d(kind):
 
 
 def test_shuffle_block_sides_corners_and_permutations_are_uniform():
-    params = bv.draw_shuffle(gen(0), 2, SHAPE, **VIEWS["shuffling"])
+    params = batch_shuffle3d.draw_shuffle(gen(0), 2, SHAPE, **VIEWS["shuffling"])
     sizes, starts = params.sizes.view(-1, 3).numpy(), params.starts.view(-1, 3).numpy()
     rng = np.random.default_rng(0)  # local_shuffle's own two draws
     largest = np.array(SHAPE) // VIEWS["shuffling"]["block_divisor"]
@@ -119,10 +120,10 @@ def test_shuffle_block_sides_corners_and_permutations_are_uniform():
         assert same_distribution(ref_sizes[:, axis].tolist(), sizes[:, axis].tolist())
         assert same_distribution(ref_starts[:, axis].tolist(), starts[:, axis].tolist())
     # column-major permutations: the 6 orders of 3 voxels equally likely; voxel 0 of a 7-voxel block anywhere
-    threes = bv.block_permutations(gen(1), torch.full((30000,), 3)).view(3, -1).T.long()
+    threes = batch_shuffle3d.block_permutations(gen(1), torch.full((30000,), 3)).view(3, -1).T.long()
     codes, counts = np.unique((threes @ torch.tensor([9, 3, 1])).numpy(), return_counts=True)
     assert len(codes) == 6 and chisquare(counts)[1] > ALPHA
-    sevens = bv.block_permutations(gen(2), torch.full((20000,), 7)).view(7, -1).T.long()
+    sevens = batch_shuffle3d.block_permutations(gen(2), torch.full((20000,), 7)).view(7, -1).T.long()
     assert (sevens.sort(1).values == torch.arange(7)).all()
     assert chisquare(np.bincount((sevens == 0).int().argmax(1).numpy(), minlength=7))[1] > ALPHA
 
@@ -139,8 +140,8 @@ def test_local_shuffle_moves_voxels_as_transforms3d_does():
 
     reference = np.concatenate([offsets(t3.local_shuffle(unique, np.random.default_rng(s), **VIEWS["shuffling"]))
                                 for s in range(2)])
-    params = bv.draw_shuffle(gen(0), 2, SHAPE, **VIEWS["shuffling"])
-    batched = bv.render_shuffle(torch.from_numpy(unique).expand(2, *SHAPE).contiguous(), params).numpy()
+    params = batch_shuffle3d.draw_shuffle(gen(0), 2, SHAPE, **VIEWS["shuffling"])
+    batched = batch_shuffle3d.render_shuffle(torch.from_numpy(unique).expand(2, *SHAPE).contiguous(), params).numpy()
     batched = np.concatenate([offsets(b) for b in batched])
     for axis in range(3):
         assert same_distribution(reference[::7, axis].tolist(), batched[::7, axis].tolist())
@@ -240,7 +241,7 @@ def test_shuffle_render_equals_shuffle_blocks_given_its_permutations(cube):
         sizes.append(size)
     params = shuffle_params(torch.tensor(np.array(starts)), torch.tensor(np.array(sizes)), perms)
     assert all(torch.equal(permutation(params, b), perms[b]) for b in range(0, 800, 53))
-    out = bv.render_shuffle(torch.from_numpy(cubes), params).numpy()
+    out = batch_shuffle3d.render_shuffle(torch.from_numpy(cubes), params).numpy()
     assert np.array_equal(out, np.stack(expected))
 
 

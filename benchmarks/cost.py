@@ -81,10 +81,11 @@ BEST_EPOCH = {
     "volume": (10, 30, 80),                   # the 3D tasks (patience 10-50 per task)
 }
 
-# CPU data paths measured in benchmarks/README.md (one core): per second per core.
-VIEW_RATE_2D = 184.0          # two views + distortions of one image (make_views)
+# CPU data paths measured in benchmarks/README.md (one core): per second per core. Pre-training's views are made on
+# the GPU (issue 14), so a core only reads the stored row and draws the view parameters.
+VIEW_RATE_2D = 1 / (1 / 2501 + 1 / 33228)  # 1024² uint8 row (loader.py) + TwoViewBatch.draw (views.py)
 FINETUNE_RATE_2D = 594.0      # read + RandomResizedCrop 224 from the 1024-px cache (cache_resolution.py)
-CUBE_RATE_3D = 1000 / 31.2    # one TransVW sample (VisualWordDataset, paper mix: 31.2 ms)
+CUBE_RATE_3D = 1 / (1 / 21809 + 1.64e-3)  # 32x64x64 uint8 cube (loader.py) + TransVW draws (views3d.py)
 # Published single-GPU ResNet-50 v1.5 training rates with AMP (NVIDIA DeepLearningExamples, PyTorch, img/s).
 RESNET50_PUBLISHED = {"V100": 1200.0, "A100": 2470.0}
 

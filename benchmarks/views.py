@@ -24,7 +24,6 @@ import platform
 import random
 import statistics
 import sys
-import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -33,6 +32,7 @@ import numpy as np
 import torch
 from PIL import Image
 from reference_views import ReferenceTransform
+from step_harness import seconds
 
 from dira.config import load_config
 from dira.data.batch_views import TwoViewBatch
@@ -50,19 +50,6 @@ def synthetic_grey(size: int, seed: int = 0) -> np.ndarray:
     yy, xx = np.mgrid[0:size, 0:size] / size
     image = 128 + 80 * np.sin(6 * xx) * np.cos(4 * yy) + rng.normal(0, 12, (size, size))
     return np.clip(image, 0, 255).astype(np.uint8)
-
-
-def _sync(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
-
-
-def _seconds(fn: Callable[[], Any], device: torch.device) -> float:
-    _sync(device)
-    start = time.perf_counter()
-    fn()
-    _sync(device)
-    return time.perf_counter() - start
 
 
 def rows_for_source(source: int, args: argparse.Namespace, views: TwoViewBatch, recipe: ViewRecipe,
@@ -109,7 +96,7 @@ def measure(args: argparse.Namespace) -> list[dict[str, Any]]:
             log(f"[views] {source}² source, round {round_ + 1}/{args.rounds}")
             for name, (fn, count, device) in work.items():
                 torch.set_num_threads(args.gpu_threads if device.type == "cuda" else 1)
-                times[name].append(_seconds(fn, device) / count)
+                times[name].append(seconds(fn, device) / count)
         for name, (_, count, device) in work.items():
             per_image = statistics.median(times[name])
             results.append({"path": name, "source": source, "device": device.type,

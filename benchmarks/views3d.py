@@ -28,14 +28,12 @@ import os
 import random
 import statistics
 import sys
-import time
-from collections.abc import Callable
-from typing import Any
 
 import numpy as np
 import torch
 from reference_views import ReferenceSamples
 from scipy.ndimage import gaussian_filter
+from step_harness import seconds
 
 from dira.config import load_config
 from dira.data import transforms3d
@@ -53,19 +51,6 @@ def synthetic_cubes(count: int, crop_zyx: tuple[int, int, int], seed: int = 0) -
     smooth = gaussian_filter(rng.normal(size=(count, *crop_zyx)), sigma=(0, 3, 3, 3))
     smooth = (smooth - smooth.min()) / (np.ptp(smooth) + 1e-12)
     return np.clip(255 * smooth + rng.normal(0, 6, smooth.shape), 0, 255).astype(np.uint8)
-
-
-def _sync(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
-
-
-def _seconds(fn: Callable[[], Any], device: torch.device) -> float:
-    _sync(device)
-    start = time.perf_counter()
-    fn()
-    _sync(device)
-    return time.perf_counter() - start
 
 
 def measure_views3d(views: dict, crop_zyx: tuple[int, int, int], batch: int, cubes: int,
@@ -97,16 +82,16 @@ def _measure(views: dict, crop_zyx: tuple[int, int, int], batch: int, cubes: int
         for c in range(4):
             index = (4 * round_ + c) % len(pool)
             times.setdefault(f"reference/{c}", []).append(
-                _seconds(lambda c=c, index=index: references[c][index], torch.device("cpu")))
+                seconds(lambda c=c, index=index: references[c][index], torch.device("cpu")))
             rng = np.random.default_rng(round_ * 4 + c)
-            times.setdefault(f"transvw_view/{c}", []).append(_seconds(
+            times.setdefault(f"transvw_view/{c}", []).append(seconds(
                 lambda c=c, index=index, rng=rng: transforms3d.transvw_view(cube_in_unit_range(pool[index]), rng,
                                                                           **forced[c]), torch.device("cpu")))
 
     def whole_batch(_: int) -> None:
-        times.setdefault("batched", []).append(_seconds(lambda: batched(on_device, generator), device) / batch)
+        times.setdefault("batched", []).append(seconds(lambda: batched(on_device, generator), device) / batch)
         times.setdefault("draws", []).append(
-            _seconds(lambda: draw_transvw(generator, batch, crop_zyx, views), torch.device("cpu")) / batch)
+            seconds(lambda: draw_transvw(generator, batch, crop_zyx, views), torch.device("cpu")) / batch)
 
     whole_batch(-1)  # warm-up: caches, allocator, CUDA kernels
     times.clear()

@@ -62,11 +62,25 @@ def _load(path: Path) -> nib.Nifti1Image:
         image = nib.load(path, mmap=False)  # a memory map would break when the file is replaced while in use
         if len(image.shape) < 3 or any(n != 1 for n in image.shape[3:]):
             raise InputError(f"{path}: expected a 3-D volume, got shape {image.shape}")
+        _check_size(path, image)
         return image
     except InputError:
         raise
     except Exception as err:  # nibabel's ImageFileError, a truncated gzip (EOFError, zlib.error), OSError ...
         raise InputError(f"{path}: unreadable NIfTI ({type(err).__name__}: {err})") from None
+
+
+def _check_size(path: Path, image: nib.Nifti1Image) -> None:
+    """An uncompressed file longer than its header's voxels: nibabel would silently read a smaller volume."""
+    if path.name.lower().endswith(".gz"):
+        return  # the stored size says nothing; a short stream fails when decoded
+    header = image.header
+    offset = getattr(image.dataobj, "offset", None) or header.get_data_offset()
+    need = int(offset) + int(np.prod(image.shape)) * header.get_data_dtype().itemsize
+    have = path.stat().st_size
+    if have > need:
+        raise InputError(f"{path}: {have} bytes, but its header declares {image.shape} voxels of "
+                         f"{header.get_data_dtype()} ending at byte {need} (a header that disagrees with the data)")
 
 
 def _array(path: Path, image: nib.Nifti1Image, labels: bool) -> np.ndarray:

@@ -32,6 +32,7 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s", datefmt="%H:%M:%S")
     from dira.errors import InputError
+    from dira.io import DISK_FULL
 
     try:
         args.func(args)
@@ -39,4 +40,9 @@ def main(argv: list[str] | None = None) -> int:
         # Bad input is reported as one line naming the file and the problem, not a traceback.
         print(f"dira {args.command}: error: {err}", file=sys.stderr)
         return 2
+    except OSError as err:
+        if err.errno not in DISK_FULL:
+            raise
+        print(f"dira {args.command}: error: {err}", file=sys.stderr)  # names the file kept as it was
+        return 1
     return 0

@@ -19,7 +19,7 @@ for _name in DATASETS:
             conda:
                 "../envs/dira.yaml"
             shell:
-                "dira synth {params.dataset} --out {params.out:q} --settings {params.settings:q} > {log} 2>&1"
+                "dira synth {params.dataset} --out {params.out:q} --settings {params.settings:q} > {log:q} 2>&1"
 
     else:
 
@@ -39,8 +39,8 @@ for _name in DATASETS:
                 "../envs/dira.yaml"
             shell:
                 # on failure, show the log (what is missing and how to obtain it) in Snakemake's own output
-                "dira locate {params.dataset} --root {params.root:q} --out {output.marker} {params.options}"
-                " > {log} 2>&1 || (cat {log} >&2; exit 1)"
+                "dira locate {params.dataset} --root {params.root:q} --out {output.marker:q} {params.options}"
+                " > {log:q} 2>&1 || (cat {log:q} >&2; exit 1)"
 
     if _name in SHARDED:
 
@@ -67,7 +67,7 @@ for _name in DATASETS:
                 "../envs/dira.yaml"
             shell:
                 "dira prepare {params.dataset} --root {params.root:q} --out {params.out:q}"
-                " --shard {wildcards.shard}/{params.of} --settings {params.settings:q} > {log} 2>&1"
+                " --shard {wildcards.shard}/{params.of} --settings {params.settings:q} > {log:q} 2>&1"
 
         rule:
             name:
@@ -86,7 +86,7 @@ for _name in DATASETS:
             conda:
                 "../envs/dira.yaml"
             shell:
-                "dira gather {params.dataset} --shards {params.shards:q} --out {params.out:q} > {log} 2>&1"
+                "dira gather {params.dataset} --shards {params.shards:q} --out {params.out:q} > {log:q} 2>&1"
 
         continue
 
@@ -109,4 +109,4 @@ for _name in DATASETS:
             "../envs/dira.yaml"
         shell:
             "dira prepare {params.dataset} --root {params.root:q} --out {params.out:q}"
-            " --settings {params.settings:q} > {log} 2>&1"
+            " --settings {params.settings:q} > {log:q} 2>&1"

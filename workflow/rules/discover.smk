@@ -22,5 +22,5 @@ rule discover:
     conda:
         "../envs/dira.yaml"
     shell:
-        "dira discover --luna16 {params.root:q} --splits {input.splits} --out {params.out}"
-        " --settings {params.settings:q} > {log} 2>&1"
+        "dira discover --luna16 {params.root:q} --splits {input.splits:q} --out {params.out:q}"
+        " --settings {params.settings:q} > {log:q} 2>&1"

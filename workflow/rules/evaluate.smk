@@ -21,5 +21,5 @@ rule localize:
     conda:
         "../envs/dira.yaml"
     shell:
-        "dira localize --model {input.model} --data {params.data} --init {wildcards.init}"
-        " --seed {wildcards.seed} --out {params.out} --settings {params.settings:q} > {log} 2>&1"
+        "dira localize --model {input.model:q} --data {params.data:q} --init {wildcards.init}"
+        " --seed {wildcards.seed} --out {params.out:q} --settings {params.settings:q} > {log:q} 2>&1"

@@ -24,9 +24,9 @@ rule finetune:
     conda:
         "../envs/dira.yaml"
     shell:
-        "dira finetune --task {wildcards.task} --data {params.data} --init {wildcards.init}"
-        " {params.weights} --seed {wildcards.seed} --fraction {params.fraction} --out {params.out}"
-        " --settings {params.settings:q} > {log} 2>&1"
+        "dira finetune --task {wildcards.task} --data {params.data:q} --init {wildcards.init}"
+        " {params.weights} --seed {wildcards.seed} --fraction {params.fraction} --out {params.out:q}"
+        " --settings {params.settings:q} > {log:q} 2>&1"
 
 
 use rule finetune as finetune_fraction with:

@@ -17,7 +17,7 @@ rule pretrain:
         meta="results/pretrain/{method}/{variant}/meta.json",
     params:
         out=lambda wildcards, output: Path(output.encoder).parent,
-        init=lambda wildcards, input: f"--init {input.init}" if input.init else "",
+        init=lambda wildcards, input: f"--init {shlex.quote(input.init)}" if input.init else "",
         settings=lambda w: job_settings("pretrain", method=w.method),
         launcher=pretrain_launcher(),
     threads: config["threads"]
@@ -29,8 +29,8 @@ rule pretrain:
         "../envs/dira.yaml"
     shell:
         "{params.launcher} pretrain --method {wildcards.method} --variant {wildcards.variant}"
-        " --train {input.train} --val {input.val} --out {params.out} {params.init}"
-        " --settings {params.settings:q} > {log} 2>&1"
+        " --train {input.train:q} --val {input.val:q} --out {params.out:q} {params.init}"
+        " --settings {params.settings:q} > {log:q} 2>&1"
 
 
 rule import_official:
@@ -48,7 +48,7 @@ rule import_official:
     conda:
         "../envs/dira.yaml"
     shell:
-        "dira import-official {input:q} --out {params.out} --settings {params.settings:q} > {log} 2>&1"
+        "dira import-official {input:q} --out {params.out:q} --settings {params.settings:q} > {log:q} 2>&1"
 
 
 # Table 2's supervised ChestX-ray14 baseline: a classifier trained on ChestX-ray14's labels (from random or the
@@ -77,6 +77,6 @@ rule pretrain_supervised:
     conda:
         "../envs/dira.yaml"
     shell:
-        "(dira finetune --task chestxray14 --data {params.data} --init {params.init} {params.weights}"
-        " --seed {params.seed} --out {params.run} --settings {params.settings:q}"
-        " && dira export-encoder --model {output.model} --out {params.out}) > {log} 2>&1"
+        "(dira finetune --task chestxray14 --data {params.data:q} --init {params.init:q} {params.weights}"
+        " --seed {params.seed} --out {params.run:q} --settings {params.settings:q}"
+        " && dira export-encoder --model {output.model:q} --out {params.out:q}) > {log:q} 2>&1"

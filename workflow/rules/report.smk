@@ -31,8 +31,8 @@ rule aggregate:
     conda:
         "../envs/dira.yaml"
     shell:
-        "dira aggregate --task {wildcards.task} --runs {params.runs}"
-        " --out-csv {output.csv} --out-md {output.md} > {log} 2>&1"
+        "dira aggregate --task {wildcards.task} --runs {params.runs:q}"
+        " --out-csv {output.csv:q} --out-md {output.md:q} > {log:q} 2>&1"
 
 
 use rule aggregate as aggregate_fraction with:
@@ -65,7 +65,7 @@ rule compare:
         ),
         md="results/tables/{kind}.md",
     params:
-        tables=lambda w: " ".join(f"--table {spec}" for spec in study_tables(w.kind)),
+        tables=lambda w: " ".join(f"--table {shlex.quote(spec)}" for spec in study_tables(w.kind)),
     wildcard_constraints:
         kind="transfer|ablation|fraction",
     log:
@@ -74,7 +74,7 @@ rule compare:
         "../envs/dira.yaml"
     shell:
         "dira compare --kind {wildcards.kind} {params.tables}"
-        " --out-csv {output.csv} --out-md {output.md} > {log} 2>&1"
+        " --out-csv {output.csv:q} --out-md {output.md:q} > {log:q} 2>&1"
 
 
 rule figure:
@@ -92,7 +92,7 @@ rule figure:
     conda:
         "../envs/dira.yaml"
     shell:
-        "dira figures bars --table {input.table} --out {output} --title {wildcards.task:q} > {log} 2>&1"
+        "dira figures bars --table {input.table:q} --out {output:q} --title {wildcards.task:q} > {log:q} 2>&1"
 
 
 rule localization_table:
@@ -114,8 +114,8 @@ rule localization_table:
     conda:
         "../envs/dira.yaml"
     shell:
-        "dira localization-table --runs {params.runs} --out-csv {output.csv} --out-md {output.md}"
-        " --out-tex {output.tex} > {log} 2>&1"
+        "dira localization-table --runs {params.runs:q} --out-csv {output.csv:q} --out-md {output.md:q}"
+        " --out-tex {output.tex:q} > {log:q} 2>&1"
 
 
 rule figure_heatmaps:
@@ -129,13 +129,13 @@ rule figure_heatmaps:
             labels={"method": "{method}", "kind": "Grad-CAM heatmaps (Fig. 6)"},
         ),
     params:
-        examples=lambda w: " ".join(f"--examples {init}={path}" for init, path in heatmap_examples(w.method)),
+        examples=lambda w: " ".join(f"--examples {shlex.quote(f'{init}={path}')}" for init, path in heatmap_examples(w.method)),
     log:
         "logs/report/figure_localization_{method}.log",
     conda:
         "../envs/dira.yaml"
     shell:
-        "dira figures heatmaps {params.examples} --out {output} > {log} 2>&1"
+        "dira figures heatmaps {params.examples} --out {output:q} > {log:q} 2>&1"
 
 
 rule figure_fractions:
@@ -149,10 +149,10 @@ rule figure_fractions:
             labels={"task": "{task}", "kind": "label-fraction curves"},
         ),
     params:
-        tables=lambda w: " ".join(f"--table {spec}" for spec in fraction_tables(w.task)),
+        tables=lambda w: " ".join(f"--table {shlex.quote(spec)}" for spec in fraction_tables(w.task)),
     log:
         "logs/report/figure_label_fraction_{task}.log",
     conda:
         "../envs/dira.yaml"
     shell:
-        "dira figures fractions {params.tables} --out {output} > {log} 2>&1"
+        "dira figures fractions {params.tables} --out {output:q} > {log:q} 2>&1"

@@ -32,6 +32,10 @@ of crops, known only once the scan is read):
   ``intensity`` (JSON: how stored values map to the scan's, e.g. {"unit": "HU", "window": [-1000, 400],
   "scaled_to": [0, 1]}) and ``dira_version`` (the package version that wrote the file).
 
+Both writers write ``provenance`` without creation time, commit or interpreter and a ``manifest['root']`` inside
+the project relative to it (``portable_attrs``): the same inputs give the same bytes on every machine, which the
+demo's published ``data.dvc`` relies on.
+
 Both writers take a shape and dtype; ``CacheWriter`` also writes 3D rows (with a ``VoxelGrid``, and no
 ``original_size``) when their number is known up front. 2D files are laid out exactly as before: no
 maxshape, no volumetric attributes.
@@ -55,6 +59,7 @@ from numpy.typing import DTypeLike
 import dira
 from dira.errors import InputError
 from dira.io import atomic_path
+from dira.provenance import portable_provenance, project_relative
 
 PER_IMAGE_ARRAYS = ("ids", "labels", "patients", "masks")  # one row per image, checked against N
 VOLUME_ATTRS = ("manifest", "provenance")  # what a volumetric cache must say about where it came from
@@ -86,6 +91,19 @@ class VoxelGrid:
         attrs = {"axes": self.axes, "spacing_mm": np.asarray(self.spacing_mm, np.float64),
                  "intensity": dict(self.intensity)}
         return {**attrs, "spacing_field": self.spacing_field} if self.spacing_field else attrs
+
+
+def portable_attrs(attrs: Mapping[str, Any]) -> dict[str, Any]:
+    """The file attributes as written: a ``provenance`` block without time, commit or interpreter, and a
+    ``manifest['root']`` inside the project relative to it, so that the same inputs give the same bytes on any
+    machine and in any folder (the demo's caches are published under ``data.dvc``)."""
+    out = dict(attrs)
+    if isinstance(out.get("provenance"), Mapping):
+        out["provenance"] = portable_provenance(out["provenance"])
+    manifest = out.get("manifest")
+    if isinstance(manifest, Mapping) and isinstance(manifest.get("root"), str):
+        out["manifest"] = {**manifest, "root": project_relative(manifest["root"])}
+    return out
 
 
 class _SplitFile:
@@ -120,7 +138,7 @@ class _SplitFile:
         try:
             self._file = h5py.File(tmp, "w")
             self._create(self._file)
-            attrs = dict(self.attrs)
+            attrs = portable_attrs(self.attrs)
             if self.grid is not None:  # volumetric caches; 2D files keep exactly their earlier attributes
                 attrs.update(self.grid.attrs(), dira_version=dira.__version__)
             for key, value in attrs.items():
@@ -255,7 +273,11 @@ class AppendingCacheWriter(_SplitFile):
         if k == 0:
             return
         start, end = self.n_rows, self.n_rows + k
-        for name, data in {"images": images, "ids": [str(i) for i in ids], **columns}.items():
+        columns = {"images": images, "ids": [str(i) for i in ids], **columns}
+        # in the declared order, not the caller's (a set's order varies by process): the same rows then take the
+        # same places in the file, byte for byte
+        for name in ("images", "ids", *self.fields):
+            data = columns[name]
             dataset = self._file[name]
             dataset.resize(end, axis=0)
             dataset[start:end] = data

@@ -9,8 +9,6 @@ config/test.yaml through a Snakemake profile named by $SNAKEMAKE_PROFILE, so `sn
 import filecmp
 import os
 import re
-import shutil
-import subprocess
 import sys
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -18,22 +16,19 @@ from pathlib import Path
 from typing import ClassVar
 
 import pytest
-from conftest import REPO, job_counts
+from conftest import REPO, bash_blocks, files_under, job_counts, published_repository, readme_section, sh
 
-SECTION = "## Reuse published artifacts"
+SECTION = "Reuse published artifacts"
 REMOTE_URL = "<remote-url>"
 REPOSITORY_URL = "<repository-url>"
 UPSTREAM = re.compile(r"synth_\w+|prepare_\w+|gather_\w+|discover|pretrain")  # the jobs whose outputs DVC restores
 
 
 def readme_blocks() -> tuple[str, str]:
-    """The section's two bash blocks: the first user's and the second user's commands."""
-    readme = (REPO / "README.md").read_text()
-    assert SECTION in readme
-    section = re.split(r"^## ", readme.split(SECTION, 1)[1], flags=re.M)[0]
-    blocks = re.findall(r"^```bash\n(.*?)^```", section, flags=re.M | re.S)
-    assert len(blocks) == 2, blocks
-    return blocks[0], blocks[1]
+    """The section's last two bash blocks: the first user's and the second user's commands."""
+    blocks = bash_blocks(readme_section(SECTION))
+    assert len(blocks) == 4, blocks  # the demo's published data.dvc: checked, then served from one's own remote
+    return blocks[2], blocks[3]
 
 
 class _Sentinel(BaseHTTPRequestHandler):
@@ -88,33 +83,6 @@ def user_env(tmp_path: Path, sentinel_url: str) -> dict[str, str]:
         "GIT_COMMITTER_NAME": "First User",
         "GIT_COMMITTER_EMAIL": "first@example.org",
     }
-
-
-def sh(script: str, cwd: Path, env: dict[str, str], timeout: int = 600) -> str:
-    """Run commands as a bash script that stops at the first failure; echoed commands and output, interleaved."""
-    done = subprocess.run(["bash", "-euxo", "pipefail", "-c", script], cwd=cwd, env=env, text=True,
-                          stdout=subprocess.PIPE, stderr=subprocess.STDOUT, timeout=timeout)
-    assert done.returncode == 0, done.stdout[-6000:]
-    return done.stdout
-
-
-def published_repository(tmp_path: Path, env: dict[str, str]) -> Path:
-    """A bare repository holding this working tree as it is (tracked and untracked, not ignored, files)."""
-    listed = subprocess.run(["git", "ls-files", "-co", "--exclude-standard", "-z"], cwd=REPO, check=True,
-                            stdout=subprocess.PIPE, text=True).stdout
-    src = tmp_path / "src"
-    for name in filter(None, listed.split("\0")):
-        if (REPO / name).is_file():  # a tracked file deleted in the work tree is listed too
-            (src / name).parent.mkdir(parents=True, exist_ok=True)
-            shutil.copy2(REPO / name, src / name)
-    sh("git init -q && git add -A && git commit -qm snapshot", src, env)
-    sh(f"git clone -q --bare {src} {tmp_path / 'origin.git'}", tmp_path, env)
-    return tmp_path / "origin.git"
-
-
-def files_under(root: Path, *, hidden: bool = True) -> set[Path]:
-    return {p.relative_to(root) for p in root.rglob("*") if p.is_file()
-            and (hidden or not any(part.startswith(".") for part in p.relative_to(root).parts))}
 
 
 @pytest.mark.slow

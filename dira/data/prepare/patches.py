@@ -20,7 +20,7 @@ import numpy as np
 from tqdm import tqdm
 
 import dira
-from dira.data.cache import VoxelGrid
+from dira.data.cache import VoxelGrid, portable_attrs
 from dira.data.prepare.common import BadSamples, Failed, decode_in_order
 from dira.data.prepare.rows import Row, RowLayout
 from dira.data.prepare.volume_crops import crop, source_rng
@@ -133,7 +133,7 @@ def write_whole_volumes(path: Path, cases: list[Any], read: Callable[[Any], Whol
                                direction=np.asarray(g.direction), source_file=str(result.file))
             written.append(result.id)
         f.create_dataset("ids", data=written, dtype=h5py.string_dtype("utf-8"))
-        for key, value in {**attrs, **grid.attrs(), "dira_version": dira.__version__}.items():
+        for key, value in {**portable_attrs(attrs), **grid.attrs(), "dira_version": dira.__version__}.items():
             f.attrs[key] = json.dumps(value) if isinstance(value, dict | list) else value
     return written
 

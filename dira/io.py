@@ -7,6 +7,7 @@ the destination folder and is renamed into place only once it is complete.
 from __future__ import annotations
 
 import errno
+import glob
 import json
 import os
 import re
@@ -22,13 +23,16 @@ def atomic_path(path: str | os.PathLike, suffix: str | None = None) -> Iterator[
     """Yield a temporary path beside ``path``; rename it to ``path`` when the block succeeds.
 
     The temporary file lives in the same folder so the final ``os.replace`` is atomic. If the block
-    raises, the temporary file is removed and whatever existed at ``path`` before is left untouched.
+    raises, the temporary file is removed and whatever existed at ``path`` before is left untouched. A
+    temporary that a killed writer of the same file left behind (SIGKILL skips the cleanup) is removed first,
+    so a rerun leaves no debris beside its outputs.
     """
     final = Path(path)
     final.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp_name = tempfile.mkstemp(
-        prefix=f".{final.name}.", suffix=suffix if suffix is not None else ".tmp", dir=final.parent
-    )
+    suffix = suffix if suffix is not None else ".tmp"
+    for stale in final.parent.glob(glob.escape(f".{final.name}.") + "*" + glob.escape(suffix)):
+        stale.unlink(missing_ok=True)
+    fd, tmp_name = tempfile.mkstemp(prefix=f".{final.name}.", suffix=suffix, dir=final.parent)
     os.close(fd)
     tmp = Path(tmp_name)
     try:

@@ -60,3 +60,17 @@ def test_a_full_disk_names_the_file_and_keeps_the_previous_one(script, tmp_path)
         from dira.io import load_torch
 
         assert load_torch(path)["weight"].tolist() == [1.0] * 10
+
+
+def test_a_temporary_left_by_a_killed_writer_is_removed_by_the_next_write(tmp_path):
+    """SIGKILL skips atomic_path's cleanup; the next write of the same file clears what it left."""
+    import torch
+
+    from dira.io import save_torch
+
+    stale = tmp_path / ".method.pt.ik_ze1no.tmp"  # the name a killed export left in a CI run
+    stale.write_bytes(b"half a checkpoint")
+    other = tmp_path / ".unet.pt.abcdefgh.tmp"  # another file's temporary: not this writer's to remove
+    other.write_bytes(b"x")
+    save_torch(tmp_path / "method.pt", {"w": torch.zeros(2)})
+    assert sorted(p.name for p in tmp_path.iterdir()) == [".unet.pt.abcdefgh.tmp", "method.pt"]

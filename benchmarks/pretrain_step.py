@@ -57,9 +57,10 @@ class Settings:
 
 
 def package_settings(device: torch.device) -> Settings:
-    """What ``dira pretrain`` does on this device (the Pretrainer's autocast, ``_pretrain``'s memory format)."""
+    """What ``dira pretrain`` does on this device (the Pretrainer's autocast and fused optimisers, ``_pretrain``'s
+    memory format); never compiled."""
     cuda = device.type == "cuda"
-    return Settings("bf16" if cuda else "fp32", "channels_last" if cuda else "contiguous", False, False)
+    return Settings("bf16" if cuda else "fp32", "channels_last" if cuda else "contiguous", cuda, False)
 
 
 def memory_format(name: str, dims: int) -> torch.memory_format:
@@ -88,12 +89,8 @@ class OurStep:
         self.trainer = Pretrainer(self.model, None, None, pretrain, method,  # type: ignore[arg-type]
                                   batch_size(method, pretrain), device,
                                   History(Path(self._state_dir.name) / "history.csv"), "benchmark")
+        self.trainer.fused, self.trainer.mixed_precision = settings.fused, settings.dtype == "bf16"
         self.trainer.start_stage(plan.stage, plan.weights)
-        if settings.fused:
-            use_fused_optimizers(self.trainer)
-        if settings.dtype != package_settings(device).dtype:  # the Pretrainer's autocast follows the device
-            bf16 = settings.dtype == "bf16"
-            self.trainer._autocast = lambda: torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16)
         if settings.compiled:
             compile_modules(self.model)
         self.model.train()
@@ -124,18 +121,6 @@ def synthetic_batch(method: str, stage: Stage, cfg: dict[str, Any], batch: int,
         shape = (batch, 1, cfg["model"]["input_size"], cfg["model"]["input_size"])
     names = [*METHOD_CLASSES[method].inputs, *(["target"] if stage.restoration else [])]
     return {n: torch.randint(classes, (batch,)) if n == "label" else torch.rand(shape) for n in names}
-
-
-def use_fused_optimizers(trainer: Pretrainer) -> None:
-    """``start_stage``'s optimisers again, with torch's fused kernels (until the Pretrainer takes the switch)."""
-    model, settings = trainer.model, trainer.optimizer_settings
-    fixed = {id(p) for p in model.method.fixed_lr_parameters()}
-    groups = optim.parameter_groups(model.generator_modules(), settings, trainer.batch_size, fixed)
-    trainer.optimizer = optim.build_optimizer(groups, settings, fused=True)
-    if trainer.d_optimizer is not None:
-        d = trainer.settings["discriminator"]
-        trainer.d_optimizer = torch.optim.Adam(model.discriminator.parameters(), lr=d["lr"], betas=tuple(d["betas"]),
-                                               fused=True)
 
 
 def compile_modules(model: DiRA) -> None:
@@ -277,9 +262,9 @@ def _settings_text(r: StepResult) -> str:
 
 
 # ---------------------------------------------------------------------------------------------- arguments
-def _on_off(values: list[str] | None) -> list[bool]:
-    """``--fused`` alone = on; ``--fused off on`` = a row of each; absent = off."""
-    return [False] if values is None else [v == "on" for v in (values or ["on"])]
+def _on_off(values: list[str] | None, default: bool) -> list[bool]:
+    """``--fused`` alone = on; ``--fused off on`` = a row of each; absent = what the package does."""
+    return [default] if values is None else [v == "on" for v in (values or ["on"])]
 
 
 def row_settings(args: argparse.Namespace, device: torch.device) -> list[Settings]:
@@ -287,7 +272,8 @@ def row_settings(args: argparse.Namespace, device: torch.device) -> list[Setting
     default = package_settings(device)
     dtypes = [default.dtype if p == "auto" else p for p in args.precision]
     formats = [default.memory_format if m == "auto" else m for m in args.memory_format]
-    combos = itertools.product(dtypes, formats, _on_off(args.fused), _on_off(args.compile))
+    combos = itertools.product(dtypes, formats, _on_off(args.fused, default.fused),
+                               _on_off(args.compile, default.compiled))
     return list(dict.fromkeys(Settings(*c) for c in combos))
 
 
@@ -319,7 +305,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--memory-format", nargs="+", choices=("auto", "contiguous", "channels_last"),
                         default=["auto"], help="auto = the package's (channels_last(_3d) on cuda, contiguous on cpu)")
     parser.add_argument("--fused", nargs="*", choices=("off", "on"), default=None,
-                        help="torch's fused SGD / Adam (LARS has none); `--fused` = on, `--fused off on` = both")
+                        help="torch's fused SGD / Adam (LARS has none); `--fused` = on, `--fused off on` = both; "
+                             "default: the package's (on with CUDA)")
     parser.add_argument("--compile", nargs="*", choices=("off", "on"), default=None,
                         help="torch.compile the U-Net parts, heads and D (compile time in '1st s'); as --fused")
     parser.add_argument("--no-reference", action="store_true", help="skip the two reference steps")

@@ -55,6 +55,9 @@ class Pretrainer:
                              f"{self.ctx.world_size} processes")
         self.local_batch = batch_size // self.ctx.world_size
         self.cuda = device.type == "cuda"
+        # How steps run, not what they compute: on GPUs bf16 autocast (no loss scaling needed) and torch's fused
+        # SGD / Adam kernels; full precision and the default kernels on the CPU. Benchmarks switch them per row.
+        self.mixed_precision = self.fused = self.cuda
         self.optimizer: torch.optim.Optimizer | None = None
         self.d_optimizer: torch.optim.Optimizer | None = None
         self.best_val, self.best_epoch = math.inf, -1
@@ -65,13 +68,13 @@ class Pretrainer:
         fixed = {id(p) for p in self.model.method.fixed_lr_parameters()}
         groups = optim.parameter_groups(self.model.generator_modules(), self.optimizer_settings,
                                         self.batch_size, fixed)
-        # fused SGD / Adam kernels on GPUs (one launch for all parameters); LARS has none and ignores the switch
-        self.optimizer = optim.build_optimizer(groups, self.optimizer_settings, fused=self.cuda)
+        # LARS has no fused kernel and ignores the switch
+        self.optimizer = optim.build_optimizer(groups, self.optimizer_settings, fused=self.fused)
         self.d_optimizer = None
         if stage.adversarial:
             d = self.settings["discriminator"]
             self.d_optimizer = torch.optim.Adam(self.model.discriminator.parameters(), lr=d["lr"],
-                                                betas=tuple(d["betas"]), fused=self.cuda or None)
+                                                betas=tuple(d["betas"]), fused=self.fused or None)
 
     def state(self, stage_index: int, next_epoch: int, fingerprint: str, finished: bool) -> dict[str, Any]:
         # At a stage boundary the next stage starts fresh optimisers, so their moments are not kept.
@@ -130,8 +133,7 @@ class Pretrainer:
         return torch.contiguous_format
 
     def _autocast(self):
-        # bf16 on GPUs (no loss scaling needed); full precision on the CPU, where autocast buys nothing.
-        return torch.autocast(device_type=self.device.type, dtype=torch.bfloat16, enabled=self.cuda)
+        return torch.autocast(device_type=self.device.type, dtype=torch.bfloat16, enabled=self.mixed_precision)
 
     # ---------------------------------------------------------------- epochs
     def train_epoch(self, stage: Stage, epoch: int, epochs: int) -> dict[str, float]:

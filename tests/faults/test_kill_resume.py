@@ -26,13 +26,10 @@ from faultlib import (
 
 ROOT = f"raw {NASTY}"
 # (rule, the `dira` subcommand its job runs, the folder of its outputs in the run), named by stage
-# A synth killed once its label CSVs are written (they come after the images, before dira_synthetic.json) leaves
-# a folder that the rerun's `dira synth` refuses to overwrite ("exists without dira_synthetic.json; refusing to
-# overwrite what looks like a real ChestX-ray14 copy"): it must be deleted by hand. A kill while the images are
-# written reruns fine; which one a run gets depends on the seeded kill point and the machine's load.
-SYNTH_REFUSES = pytest.mark.xfail(reason="dira synth refuses its own partial output (no marker yet)", strict=False)
+# A synth killed anywhere leaves its writing mark (dira_synthetic.writing), so the rerun completes its own
+# partial set rather than refusing it as a real copy (tests/data/test_synthetic_resume.py kills each writer).
 STAGES = [
-    pytest.param("synth_chestxray14", "synth", f"{ROOT}/chestxray14", id="synth", marks=SYNTH_REFUSES),
+    pytest.param("synth_chestxray14", "synth", f"{ROOT}/chestxray14", id="synth"),
     pytest.param("prepare_chestxray14", "prepare", "data/processed/chestxray14", id="prepare_2d"),
     pytest.param("prepare_luna16", "prepare", "data/processed/luna16", id="prepare_3d"),
     pytest.param("discover", "discover", "data/processed/visual_words", id="discover"),

@@ -19,11 +19,11 @@ from typing import Any
 
 import numpy as np
 
+from dira.data.sources.markers import SYNTHETIC_MARKER
 from dira.data.volumes.geometry import Geometry
 from dira.data.volumes.nifti import read_aligned
 from dira.errors import InputError
 
-SYNTHETIC_MARKER = "dira_synthetic.json"
 GRADES = ("HGG", "LGG")
 MODALITIES = ("t1", "t1ce", "t2", "flair")
 LABELS = (0, 1, 2, 4)

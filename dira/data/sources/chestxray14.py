@@ -19,6 +19,7 @@ from typing import Any
 import numpy as np
 
 from dira.data.labels import CHESTXRAY14_BOX_LABELS, CHESTXRAY14_LABELS, CHESTXRAY14_NO_FINDING
+from dira.data.sources.markers import SYNTHETIC_MARKER
 from dira.errors import InputError
 
 DATA_ENTRY = "Data_Entry_2017_v2020.csv"
@@ -27,7 +28,6 @@ BBOX_LIST = "BBox_List_2017.csv"
 TRAIN_VAL_LIST = "train_val_list.txt"
 TEST_LIST = "test_list.txt"
 SOURCE_FILES = (DATA_ENTRY, BBOX_LIST, TRAIN_VAL_LIST, TEST_LIST)
-SYNTHETIC_MARKER = "dira_synthetic.json"
 
 DATA_ENTRY_HEADER_LINE = (
     "Image Index,Finding Labels,Follow-up #,Patient ID,Patient Age,Patient Gender,View Position,"

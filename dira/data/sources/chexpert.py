@@ -24,6 +24,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from dira.data.sources.markers import SYNTHETIC_MARKER
 from dira.errors import InputError
 
 if TYPE_CHECKING:
@@ -31,7 +32,6 @@ if TYPE_CHECKING:
 
 TRAIN_CSV, VALID_CSV, TEST_CSV = "train.csv", "valid.csv", "test_labels.csv"
 RELEASE_PREFIXES = ("CheXpert-v1.0-small", "CheXpert-v1.0")
-SYNTHETIC_MARKER = "dira_synthetic.json"
 
 CHEXPERT_LABELS: tuple[str, ...] = (
     "No Finding", "Enlarged Cardiomediastinum", "Cardiomegaly", "Lung Opacity", "Lung Lesion", "Edema",

@@ -35,13 +35,13 @@ from typing import Any
 
 import numpy as np
 
+from dira.data.sources.markers import SYNTHETIC_MARKER
 from dira.data.volumes.dicom_series import Series, dicom_files, read_header
 from dira.data.volumes.geometry import Geometry, index_to_world
 from dira.errors import InputError
 
 DICOM_FOLDER = "LIDC-IDRI"
 XML_FOLDER = "tcia-lidc-xml"
-SYNTHETIC_MARKER = "dira_synthetic.json"
 CT_READ = "{http://www.nih.gov}LidcReadMessage"
 CXR_READ = "IdriReadMessage"
 

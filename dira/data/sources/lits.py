@@ -17,11 +17,11 @@ from typing import Any
 
 import numpy as np
 
+from dira.data.sources.markers import SYNTHETIC_MARKER
 from dira.data.volumes.geometry import Geometry
 from dira.data.volumes.nifti import read_aligned
 from dira.errors import InputError
 
-SYNTHETIC_MARKER = "dira_synthetic.json"
 LABELS = {0: "background", 1: "liver", 2: "tumour"}
 VOLUME = re.compile(r"^volume-(\d+)\.nii(\.gz)?$")
 

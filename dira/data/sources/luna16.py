@@ -20,6 +20,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from dira.data.sources.markers import SYNTHETIC_MARKER
 from dira.data.volumes.geometry import Geometry, inside, world_to_index
 from dira.data.volumes.metaimage import read_geometry, read_volume
 from dira.errors import InputError
@@ -30,7 +31,6 @@ CANDIDATES = "candidates_V2/candidates_V2.csv"
 COORDINATES = ("coordX", "coordY", "coordZ")
 ANNOTATION_COLUMNS = ("seriesuid", *COORDINATES, "diameter_mm")
 CANDIDATE_COLUMNS = ("seriesuid", *COORDINATES, "class")
-SYNTHETIC_MARKER = "dira_synthetic.json"
 SERIES_PREFIX = "1.3.6.1.4.1.14519.5.2.1.6279.6001."  # LIDC-IDRI's SeriesInstanceUID root
 
 

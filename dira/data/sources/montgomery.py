@@ -20,13 +20,13 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
+from dira.data.sources.markers import SYNTHETIC_MARKER
 from dira.errors import InputError
 
 IMAGES = "CXR_png"
 LEFT_MASKS = "ManualMask/leftMask"  # the patient's left lung: the image's right side on a PA view
 RIGHT_MASKS = "ManualMask/rightMask"
 READINGS = "ClinicalReadings"
-SYNTHETIC_MARKER = "dira_synthetic.json"
 SET_FOLDER = "MontgomerySet"
 NAME = re.compile(r"MCUCXR_(\d{4})_([01])")
 SEX_PREFIX, AGE_PREFIX = "Patient's Sex:", "Patient's Age:"

@@ -32,11 +32,11 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from dira.data.sources.markers import SYNTHETIC_MARKER
 from dira.data.volumes.geometry import Geometry, inside, world_to_index
 from dira.errors import InputError
 
 CAD_PE_URL = "https://ieee-dataport.org/open-access/cad-pe"
-SYNTHETIC_MARKER = "dira_synthetic.json"
 MASK_SUFFIX = "RefStd"
 IMAGE_NAME = re.compile(r"^(\d+)\.nrrd$")
 MASK_NAME = re.compile(r"^(\d+)RefStd\.nrrd$")

@@ -21,6 +21,7 @@ from typing import Any
 import numpy as np
 import pydicom
 
+from dira.data.sources.markers import SYNTHETIC_MARKER
 from dira.data.sources.rle import check_rle_fits, decode_rle, rle_runs
 from dira.errors import InputError
 
@@ -28,7 +29,6 @@ TRAIN_DICOMS = "dicom-images-train"
 TEST_DICOMS = "dicom-images-test"  # searched too: copies of the CSV that also cover stage-1 test images
 RLE_CSV = "train-rle.csv"
 RLE_COLUMNS = ("ImageId", "EncodedPixels")  # as written: "ImageId, EncodedPixels"
-SYNTHETIC_MARKER = "dira_synthetic.json"
 
 ReportBad = Callable[[str, Path, InputError], None]  # (image id, file at fault, error)
 

@@ -21,10 +21,10 @@ from tqdm import tqdm
 
 from dira import __version__
 from dira.data.sources.brats import GRADES, MODALITIES, SYNTHETIC_MARKER
+from dira.data.synthetic.claim import begin_writing, finish_writing, holds_synthetic
 from dira.data.volumes.geometry import Geometry, index_to_world
 from dira.data.volumes.nifti import write_nifti
 from dira.errors import InputError
-from dira.io import write_json
 
 INSTITUTIONS = ("2013", "CBICA", "TCIA01", "TCIA02", "TCIA08", "TCIA10")
 # mean intensity of brain, necrotic core (1), oedema (2) and enhancing rim (4) per modality, arbitrary units
@@ -86,8 +86,7 @@ def draw_case(geometry: Geometry, rng: np.random.Generator,
 def _clear(root: Path) -> None:
     """Drop an earlier synthetic set; refuse to touch what looks like a real copy."""
     ours = [root / grade for grade in GRADES]
-    if (root / SYNTHETIC_MARKER).is_file():
-        (root / SYNTHETIC_MARKER).unlink()  # incomplete until rewritten last
+    if holds_synthetic(root):
         for path in ours:
             if path.is_dir():
                 shutil.rmtree(path)
@@ -102,6 +101,7 @@ def write_brats(out: Path, count: int, image_size: int, seed: int) -> Path:
     if count < 1 or not 24 <= image_size <= 240:
         raise InputError(f"synthetic BraTS needs count >= 1 and 24 <= image_size <= 240, got {count} and {image_size}")
     _clear(root)
+    begin_writing(root)
     plan = np.random.default_rng([seed, _PLAN])
     names = case_names(plan, count)
     grades = np.where(plan.uniform(size=count) < 0.75, "HGG", "LGG")
@@ -122,7 +122,7 @@ def write_brats(out: Path, count: int, image_size: int, seed: int) -> Path:
             stored = np.where(brain, np.maximum(np.rint(noisy * scale), 1), 0).astype(np.int16)
             write_nifti(folder / f"{name}_{modality}.nii.gz", stored, geometry)
         write_nifti(folder / f"{name}_seg.nii.gz", labels, geometry)
-    write_json(root / SYNTHETIC_MARKER, {  # last: its presence means the set is complete
+    finish_writing(root, {  # last: its presence means the set is complete
         "generator": __name__, "dira_version": __version__, "cases": count, "image_size": image_size, "seed": seed,
         "grades": {g: int((grades == g).sum()) for g in GRADES}})
     return root

@@ -28,9 +28,10 @@ from dira.data.sources.chestxray14 import (
     TEST_LIST,
     TRAIN_VAL_LIST,
 )
+from dira.data.synthetic.claim import begin_writing, finish_writing, holds_synthetic
 from dira.data.synthetic.phantom import PixelBox, draw_chest
 from dira.errors import InputError
-from dira.io import write_json, write_text
+from dira.io import write_text
 
 TEST_PATIENT_FRACTION = 0.2
 NO_FINDING_RATE = 0.4
@@ -136,7 +137,7 @@ def _data_entry_row(im: PlannedImage, size: int) -> str:
 
 def _check_destination(out: Path) -> bool:
     """Refuse to write over a real dataset; return whether ``out`` already holds a synthetic one."""
-    ours = (out / SYNTHETIC_MARKER).is_file()
+    ours = holds_synthetic(out)
     if (out / DATA_ENTRY).exists() and not ours:
         raise InputError(f"{out / DATA_ENTRY}: exists without {SYNTHETIC_MARKER}; refusing to overwrite "
                          "what looks like a real ChestX-ray14 copy")
@@ -150,6 +151,7 @@ def write_chestxray14(out: Path, patients: int, image_size: int = 1024, seed: in
         raise InputError(f"synthetic ChestX-ray14 needs patients >= 1 and image_size >= 32, "
                          f"got {patients} and {image_size}")
     rewrite = _check_destination(out)
+    begin_writing(out)
     images_dir = out / "images"
     images_dir.mkdir(parents=True, exist_ok=True)
     plan = plan_images(patients, seed)
@@ -173,7 +175,7 @@ def write_chestxray14(out: Path, patients: int, image_size: int = 1024, seed: in
             if stale.name not in keep:
                 stale.unlink()
     _write_tables(out, plan, box_rows, image_size)
-    write_json(out / SYNTHETIC_MARKER, {  # last: its presence means the set is complete
+    finish_writing(out, {  # last: its presence means the set is complete
         "generator": __name__, "dira_version": __version__, "patients": patients,
         "image_size": image_size, "seed": seed, "images": len(plan), "boxes": len(box_rows),
     })

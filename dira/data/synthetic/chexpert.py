@@ -23,8 +23,9 @@ from tqdm import tqdm
 from dira import __version__
 from dira.data.sources.chexpert import CHEXPERT_LABELS, HEADER_LINE, SYNTHETIC_MARKER, TEST_CSV, TRAIN_CSV, VALID_CSV
 from dira.data.synthetic.chexpert_findings import UNCERTAIN_STRENGTH, draw_view
+from dira.data.synthetic.claim import begin_writing, finish_writing, holds_synthetic
 from dira.errors import InputError
-from dira.io import write_json, write_text
+from dira.io import write_text
 
 RELEASE = "CheXpert-v1.0-small"
 SPLITS = ("train", "valid", "test")
@@ -147,7 +148,7 @@ def _write_tables(root: Path, plan: list[PlannedImage]) -> None:
 
 def _check_destination(out: Path, root: Path) -> bool:
     """Refuse to write over (or into) a real dataset; return whether ``root`` already holds a synthetic one."""
-    ours = (root / SYNTHETIC_MARKER).is_file()
+    ours = holds_synthetic(root)
     for folder, mine in ((root, ours), (out, False)):
         for name in (TRAIN_CSV, VALID_CSV):
             if (folder / name).exists() and not mine:
@@ -176,6 +177,7 @@ def write_chexpert(out: Path, patients: int, image_size: int = 390, seed: int = 
                          f"got {patients} and {image_size}")
     root = out / RELEASE
     rewrite = _check_destination(out, root)
+    begin_writing(root)
     plan = plan_images(patients, seed)
     # The phantom's matrix products are tiny: BLAS threads would only fight over the cores.
     with threadpool_limits(limits=1, user_api="blas"):
@@ -192,7 +194,7 @@ def write_chexpert(out: Path, patients: int, image_size: int = 390, seed: int = 
     if rewrite:
         _drop_stale_images(root, plan)
     _write_tables(root, plan)
-    write_json(root / SYNTHETIC_MARKER, {  # last: its presence means the set is complete
+    finish_writing(root, {  # last: its presence means the set is complete
         "generator": __name__, "dira_version": __version__, "patients": patients, "image_size": image_size,
         "seed": seed, "images": {split: sum(im.split == split for im in plan) for split in SPLITS},
     })

@@ -26,9 +26,10 @@ from tqdm import tqdm
 
 from dira import __version__
 from dira.data.sources.lidc import DICOM_FOLDER, SYNTHETIC_MARKER, XML_FOLDER
+from dira.data.synthetic.claim import begin_writing, finish_writing, holds_synthetic
 from dira.data.volumes.geometry import Geometry, index_to_world, world_to_index
 from dira.errors import InputError
-from dira.io import atomic_path, write_json, write_text
+from dira.io import atomic_path, write_text
 
 UID_PREFIX = "1.3.6.1.4.1.14519.5.2.1.6279.6001."  # LIDC-IDRI's UID root
 CR_STORAGE = "1.2.840.10008.5.1.4.1.1.1"  # Computed Radiography Image Storage
@@ -265,8 +266,7 @@ CXR_XML = ('<?xml version="1.0" encoding="UTF-8"?>\n<IdriReadMessage xmlns="http
 def _clear(root: Path) -> None:
     """Drop an earlier synthetic set; refuse to touch what looks like a real copy."""
     ours = [root / DICOM_FOLDER, root / XML_FOLDER]
-    if (root / SYNTHETIC_MARKER).is_file():
-        (root / SYNTHETIC_MARKER).unlink()  # incomplete until rewritten last
+    if holds_synthetic(root):
         for path in ours:
             if path.exists():
                 shutil.rmtree(path)
@@ -282,6 +282,7 @@ def write_lidc(out: Path, count: int, image_size: int, seed: int) -> Path:
         raise InputError(f"synthetic LIDC-IDRI needs count >= 1 and 32 <= image_size <= 512, got {count} and "
                          f"{image_size}")
     _clear(root)
+    begin_writing(root)
     plans = plan_patients(count, image_size, seed)
     listed = {}
     for n, plan in enumerate(tqdm(plans, desc="synth lidc", unit="scan")):
@@ -293,7 +294,7 @@ def write_lidc(out: Path, count: int, image_size: int, seed: int) -> Path:
             "small": None if plan.small is None else list(plan.small)}
     write_radiograph(root / DICOM_FOLDER / plans[0].patient / plans[0].study_uid / "cr", plans[0], seed)
     write_text(root / XML_FOLDER / "cxr" / "001.xml", CXR_XML)
-    write_json(root / SYNTHETIC_MARKER, {  # last: its presence means the set is complete
+    finish_writing(root, {  # last: its presence means the set is complete
         "generator": __name__, "dira_version": __version__, "patients": count, "image_size": image_size,
         "seed": seed, "series": listed})
     return root

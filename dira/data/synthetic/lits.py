@@ -20,10 +20,10 @@ from tqdm import tqdm
 
 from dira import __version__
 from dira.data.sources.lits import SYNTHETIC_MARKER, VOLUME, segmentation_name, volume_name
+from dira.data.synthetic.claim import begin_writing, finish_writing, holds_synthetic
 from dira.data.volumes.geometry import Geometry, index_to_world
 from dira.data.volumes.nifti import write_nifti
 from dira.errors import InputError
-from dira.io import write_json
 
 ORIENTATIONS = (
     ((1.0, 0.0, 0.0), (0.0, 1.0, 0.0), (0.0, 0.0, 1.0)),  # LPS+
@@ -103,8 +103,7 @@ def _clear(root: Path) -> None:
     """Drop an earlier synthetic set; refuse to touch what looks like a real copy."""
     ours = [p for p in root.iterdir() if VOLUME.match(p.name) or p.name.startswith("segmentation-")] \
         if root.is_dir() else []
-    if (root / SYNTHETIC_MARKER).is_file():
-        (root / SYNTHETIC_MARKER).unlink()  # incomplete until rewritten last
+    if holds_synthetic(root):
         for path in ours:
             path.unlink()
     elif ours:
@@ -119,6 +118,7 @@ def write_lits(out: Path, count: int, image_size: int, seed: int) -> Path:
         raise InputError(f"synthetic LiTS needs 32 <= image_size <= 512, got {image_size}")
     numbers = case_numbers(count)
     _clear(root)
+    begin_writing(root)
     root.mkdir(parents=True, exist_ok=True)
     plan = np.random.default_rng([seed, _PLAN])
     orientations = plan.integers(0, len(ORIENTATIONS), count)
@@ -136,7 +136,7 @@ def write_lits(out: Path, count: int, image_size: int, seed: int) -> Path:
         write_nifti(root / volume_name(number), volume, geometry)
         write_nifti(root / segmentation_name(number), labels.astype(np.float32 if float_segmentations[i] else np.uint8),
                     geometry)
-    write_json(root / SYNTHETIC_MARKER, {  # last: its presence means the set is complete
+    finish_writing(root, {  # last: its presence means the set is complete
         "generator": __name__, "dira_version": __version__, "cases": count, "image_size": image_size, "seed": seed,
         "case_numbers": numbers, "orientations": [int(o) for o in orientations], "tumours": int(tumours.sum())})
     return root

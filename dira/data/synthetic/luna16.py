@@ -32,9 +32,10 @@ from dira.data.sources.luna16 import (
     SYNTHETIC_MARKER,
     subset_folder,
 )
+from dira.data.synthetic.claim import begin_writing, finish_writing, holds_synthetic
 from dira.data.volumes.geometry import Geometry, index_to_world, world_to_index
 from dira.errors import InputError
-from dira.io import atomic_path, write_json, write_text
+from dira.io import atomic_path, write_text
 
 FLIPPED = ((-1.0, 0.0, 0.0), (0.0, -1.0, 0.0), (0.0, 0.0, 1.0))  # LUNA's other TransformMatrix
 IDENTITY = ((1.0, 0.0, 0.0), (0.0, 1.0, 0.0), (0.0, 0.0, 1.0))
@@ -367,8 +368,7 @@ def _csv(columns: tuple[str, ...], rows: list[str]) -> str:
 def _clear(root: Path) -> None:
     """Drop an earlier synthetic set; refuse to touch what looks like a real copy."""
     ours = [root / subset_folder(k) for k in SUBSETS] + [root / ANNOTATIONS, root / Path(CANDIDATES).parent]
-    if (root / SYNTHETIC_MARKER).is_file():
-        (root / SYNTHETIC_MARKER).unlink()  # incomplete until rewritten last
+    if holds_synthetic(root):
         for path in ours:
             if path.is_dir():
                 shutil.rmtree(path)
@@ -385,6 +385,7 @@ def write_luna16(out: Path, count: int, image_size: int, seed: int) -> Path:
     if count < 1 or not 32 <= image_size <= 512:
         raise InputError(f"synthetic LUNA16 needs count >= 1 and 32 <= image_size <= 512, got {count} and {image_size}")
     _clear(root)
+    begin_writing(root)
     for subset in SUBSETS:
         (root / subset_folder(subset)).mkdir(parents=True, exist_ok=True)
     plans = plan_scans(count, image_size, seed)
@@ -401,7 +402,7 @@ def write_luna16(out: Path, count: int, image_size: int, seed: int) -> Path:
                        for r in order]
     write_text(root / ANNOTATIONS, _csv(ANNOTATION_COLUMNS, annotations))
     write_text(root / CANDIDATES, _csv(CANDIDATE_COLUMNS, candidates))
-    write_json(root / SYNTHETIC_MARKER, {  # last: its presence means the set is complete
+    finish_writing(root, {  # last: its presence means the set is complete
         "generator": __name__, "dira_version": __version__, "scans": count, "image_size": image_size, "seed": seed,
         "flipped": sum(s.flipped for s in plans), "nodules": len(annotations), "candidates": len(candidates),
     })

@@ -29,9 +29,10 @@ from dira.data.sources.montgomery import (
     SEX_PREFIX,
     SYNTHETIC_MARKER,
 )
+from dira.data.synthetic.claim import begin_writing, finish_writing, holds_synthetic
 from dira.data.synthetic.segmentation_scenes import add_tuberculosis, draw_thorax, expose
 from dira.errors import InputError
-from dira.io import write_json, write_text
+from dira.io import write_text
 
 TUBERCULOSIS_FRACTION = 58 / 138
 LANDSCAPE_FRACTION = 0.3
@@ -98,13 +99,13 @@ def write_montgomery(out: Path, count: int, image_size: int = 512, seed: int = 0
     if count < 3 or image_size < 32:
         raise InputError(f"synthetic Montgomery needs count >= 3 and image_size >= 32, got {count} and {image_size}")
     folders = [root / name for name in (IMAGES, LEFT_MASKS, RIGHT_MASKS, READINGS)]
-    if (root / SYNTHETIC_MARKER).is_file():  # ours: drop the files of an earlier set
-        (root / SYNTHETIC_MARKER).unlink()  # incomplete until rewritten last
+    if holds_synthetic(root):  # ours: drop the files of an earlier set
         for folder in (root / IMAGES, root / "ManualMask", root / READINGS):
             shutil.rmtree(folder, ignore_errors=True)
     elif (root / IMAGES).exists():
         raise InputError(f"{root / IMAGES}: exists without {SYNTHETIC_MARKER}; refusing to overwrite "
                          "what looks like a real Montgomery copy")
+    begin_writing(root)
     for folder in folders:
         folder.mkdir(parents=True, exist_ok=True)
     plan = plan_images(count, seed)
@@ -120,7 +121,7 @@ def write_montgomery(out: Path, count: int, image_size: int = 512, seed: int = 0
             _save_png(left_lung.astype(np.uint8) * 255, root / LEFT_MASKS / f"{im.name}.png")
             _save_png(right_lung.astype(np.uint8) * 255, root / RIGHT_MASKS / f"{im.name}.png")
             write_text(root / READINGS / f"{im.name}.txt", _reading(im))
-    write_json(root / SYNTHETIC_MARKER, {  # last: its presence means the set is complete
+    finish_writing(root, {  # last: its presence means the set is complete
         "generator": __name__, "dira_version": __version__, "images": count, "image_size": image_size,
         "seed": seed, "tuberculosis": sum(im.tuberculosis for im in plan),
         "landscape": sum(im.landscape for im in plan), "bits": BITS,

@@ -19,9 +19,10 @@ from tqdm import tqdm
 
 from dira import __version__
 from dira.data.sources.pe import MASK_SUFFIX, SYNTHETIC_MARKER
+from dira.data.synthetic.claim import begin_writing, finish_writing, holds_synthetic
 from dira.data.volumes.geometry import Geometry, index_to_world
 from dira.errors import InputError
-from dira.io import atomic_path, write_json
+from dira.io import atomic_path
 
 FLIPPED = ((-1.0, 0.0, 0.0), (0.0, -1.0, 0.0), (0.0, 0.0, 1.0))
 IDENTITY = ((1.0, 0.0, 0.0), (0.0, 1.0, 0.0), (0.0, 0.0, 1.0))
@@ -173,8 +174,7 @@ def write_volume(path: Path, array: np.ndarray, geometry: Geometry) -> None:
 def _clear(root: Path) -> None:
     """Drop an earlier synthetic set; refuse to touch what looks like a real copy."""
     ours = sorted(root.glob("*.nrrd")) if root.is_dir() else []
-    if (root / SYNTHETIC_MARKER).is_file():
-        (root / SYNTHETIC_MARKER).unlink()  # incomplete until rewritten last
+    if holds_synthetic(root):
         for path in ours:
             path.unlink()
     elif ours:
@@ -199,13 +199,14 @@ def write_pe(out: Path, count: int, image_size: int, seed: int) -> Path:
     if count < 1 or not 32 <= image_size <= 512:
         raise InputError(f"synthetic CAD-PE needs count >= 1 and 32 <= image_size <= 512, got {count} and {image_size}")
     _clear(root)
+    begin_writing(root)
     root.mkdir(parents=True, exist_ok=True)
     plans = plan_scans(count, image_size, seed)
     for n, scan in enumerate(tqdm(plans, desc="synth pe", unit="scan")):
         volume, mask = draw(scan, np.random.default_rng([seed, _NOISE, n]))
         write_volume(root / f"{scan.name}.nrrd", volume, scan.geometry)
         write_volume(root / f"{scan.name}{MASK_SUFFIX}.nrrd", mask, scan.geometry)
-    write_json(root / SYNTHETIC_MARKER, {  # last: its presence means the set is complete
+    finish_writing(root, {  # last: its presence means the set is complete
         "generator": __name__, "dira_version": __version__, "scans": count, "image_size": image_size, "seed": seed,
         "flipped": sum(s.flipped for s in plans), "emboli": sum(len(s.emboli) for s in plans),
     })

@@ -25,9 +25,10 @@ from tqdm import tqdm
 from dira import __version__
 from dira.data.sources.rle import encode_rle
 from dira.data.sources.siim import RLE_COLUMNS, RLE_CSV, SYNTHETIC_MARKER, TRAIN_DICOMS
+from dira.data.synthetic.claim import begin_writing, finish_writing, holds_synthetic
 from dira.data.synthetic.segmentation_scenes import add_pneumothorax, draw_thorax, expose
 from dira.errors import InputError
-from dira.io import write_json, write_text
+from dira.io import write_text
 
 POSITIVE_FRACTION = 0.3  # the release: 2,669 of 12,047 images
 UID_ROOT = "1.2.276.0.7230010.3.1"  # the release's DCMTK root; .2 study, .3 series, .4 instance
@@ -117,7 +118,7 @@ def _dicom(im: PlannedImage, pixels: np.ndarray) -> pydicom.Dataset:
 
 def _check_destination(out: Path) -> bool:
     """Refuse to write over a real dataset; return whether ``out`` already holds a synthetic one."""
-    ours = (out / SYNTHETIC_MARKER).is_file()
+    ours = holds_synthetic(out)
     if (out / RLE_CSV).exists() and not ours:
         raise InputError(f"{out / RLE_CSV}: exists without {SYNTHETIC_MARKER}; refusing to overwrite "
                          "what looks like a real SIIM-ACR copy")
@@ -130,8 +131,8 @@ def write_siim(out: Path, count: int, image_size: int = 1024, seed: int = 0) -> 
     if count < 3 or image_size < 32:
         raise InputError(f"synthetic SIIM-ACR needs count >= 3 and image_size >= 32, got {count} and {image_size}")
     if _check_destination(out):
-        (out / SYNTHETIC_MARKER).unlink()  # incomplete until rewritten last
         shutil.rmtree(out / TRAIN_DICOMS, ignore_errors=True)  # ours: drop images of an earlier set
+    begin_writing(out)
     plan, lines = plan_images(count, seed), [HEADER_LINE]
     with threadpool_limits(limits=1, user_api="blas"):  # tiny matrix products: threads would only contend
         for im in tqdm(plan, desc="synth siim", unit="img"):
@@ -144,7 +145,7 @@ def write_siim(out: Path, count: int, image_size: int = 1024, seed: int = 0) -> 
             _dicom(im, pixels).save_as(folder / f"{im.image_id}.dcm", enforce_file_format=True)
             lines.extend(f"{im.image_id}, {encoded}" for encoded in _mask_rows(regions, im.split_region))
     write_text(out / RLE_CSV, "\n".join(lines) + "\n")
-    write_json(out / SYNTHETIC_MARKER, {  # last: its presence means the set is complete
+    finish_writing(out, {  # last: its presence means the set is complete
         "generator": __name__, "dira_version": __version__, "images": count, "image_size": image_size,
         "seed": seed, "positives": sum(bool(im.sides) for im in plan),
         "rows": len(lines) - 1,

@@ -14,7 +14,6 @@ from pathlib import Path
 
 import numpy as np
 from PIL import Image
-from threadpoolctl import threadpool_limits
 from tqdm import tqdm
 
 from dira import __version__
@@ -157,18 +156,16 @@ def write_chestxray14(out: Path, patients: int, image_size: int = 1024, seed: in
     plan = plan_images(patients, seed)
     boxed = _boxed_images(plan, seed)
     box_rows = []
-    # The phantom's matrix products are tiny: BLAS threads would only fight over the cores.
-    with threadpool_limits(limits=1, user_api="blas"):
-        for index, im in enumerate(tqdm(plan, desc="synth chestxray14", unit="img")):
-            pixels, boxes = draw_chest(im.labels, image_size,
-                                       np.random.default_rng([seed, _SCENE, im.patient, im.follow_up]),
-                                       np.random.default_rng([seed, _GRAIN, im.patient, im.follow_up]))
-            png = Image.fromarray(pixels)  # uint8 2-D: grey, colour type 0
-            if _is_rgba(index, len(plan)):
-                png = png.convert("RGBA")
-            png.save(images_dir / im.name, format="PNG", compress_level=1)
-            if im.name in boxed:
-                box_rows.extend(_box_rows(im, boxes, image_size, seed))
+    for index, im in enumerate(tqdm(plan, desc="synth chestxray14", unit="img")):
+        pixels, boxes = draw_chest(im.labels, image_size,
+                                   np.random.default_rng([seed, _SCENE, im.patient, im.follow_up]),
+                                   np.random.default_rng([seed, _GRAIN, im.patient, im.follow_up]))
+        png = Image.fromarray(pixels)  # uint8 2-D: grey, colour type 0
+        if _is_rgba(index, len(plan)):
+            png = png.convert("RGBA")
+        png.save(images_dir / im.name, format="PNG", compress_level=1)
+        if im.name in boxed:
+            box_rows.extend(_box_rows(im, boxes, image_size, seed))
     if rewrite:  # drop images of an earlier, larger synthetic set
         keep = {im.name for im in plan}
         for stale in images_dir.glob("*.png"):

@@ -17,7 +17,6 @@ from pathlib import Path
 
 import numpy as np
 from PIL import Image
-from threadpoolctl import threadpool_limits
 from tqdm import tqdm
 
 from dira import __version__
@@ -179,18 +178,16 @@ def write_chexpert(out: Path, patients: int, image_size: int = 390, seed: int = 
     rewrite = _check_destination(out, root)
     begin_writing(root)
     plan = plan_images(patients, seed)
-    # The phantom's matrix products are tiny: BLAS threads would only fight over the cores.
-    with threadpool_limits(limits=1, user_api="blas"):
-        for im in tqdm(plan, desc="synth chexpert", unit="img"):
-            width, height = im.size(image_size)
-            strengths = {name: CELL_STRENGTH.get(cell, 0.0) for name, cell in zip(CHEXPERT_LABELS, im.cells,
-                                                                                  strict=True)}
-            pixels = draw_view(strengths, im.frontal, width, height,
-                               np.random.default_rng([seed, _SCENE, im.patient, im.study, im.view]),
-                               np.random.default_rng([seed, _GRAIN, im.patient, im.study, im.view]))
-            path = root / im.id
-            path.parent.mkdir(parents=True, exist_ok=True)
-            Image.fromarray(pixels).save(path, format="JPEG", quality=JPEG_QUALITY)  # uint8 2-D: 8-bit grey
+    for im in tqdm(plan, desc="synth chexpert", unit="img"):
+        width, height = im.size(image_size)
+        strengths = {name: CELL_STRENGTH.get(cell, 0.0) for name, cell in zip(CHEXPERT_LABELS, im.cells,
+                                                                              strict=True)}
+        pixels = draw_view(strengths, im.frontal, width, height,
+                           np.random.default_rng([seed, _SCENE, im.patient, im.study, im.view]),
+                           np.random.default_rng([seed, _GRAIN, im.patient, im.study, im.view]))
+        path = root / im.id
+        path.parent.mkdir(parents=True, exist_ok=True)
+        Image.fromarray(pixels).save(path, format="JPEG", quality=JPEG_QUALITY)  # uint8 2-D: 8-bit grey
     if rewrite:
         _drop_stale_images(root, plan)
     _write_tables(root, plan)

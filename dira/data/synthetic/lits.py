@@ -58,7 +58,7 @@ def plan_geometry(rng: np.random.Generator, image_size: int, orientation: int) -
     size = (image_size, image_size, slices)
     direction = ORIENTATIONS[orientation]
     centre = np.array([rng.uniform(-15, 15), rng.uniform(-15, 15), rng.uniform(-600, -400)])
-    half = np.asarray(direction) @ (np.asarray(spacing) * (np.asarray(size) - 1) / 2)
+    half = (np.asarray(direction) * (np.asarray(spacing) * (np.asarray(size) - 1) / 2)).sum(1)  # no BLAS
     return Geometry(tuple(round(float(v), 3) for v in centre - half), spacing, direction, size)
 
 

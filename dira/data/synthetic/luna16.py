@@ -108,7 +108,7 @@ def plan_geometry(rng: np.random.Generator, image_size: int, flipped: bool) -> G
     size = (image_size, image_size, slices)
     direction = FLIPPED if flipped else IDENTITY
     centre = np.array([rng.uniform(-20, 20), rng.uniform(-20, 20), rng.uniform(-250, -100)])
-    half = np.asarray(direction) @ (np.asarray(spacing) * (np.asarray(size) - 1) / 2)
+    half = (np.asarray(direction) * (np.asarray(spacing) * (np.asarray(size) - 1) / 2)).sum(1)  # no BLAS
     origin = tuple(round(float(v), 3) for v in centre - half)
     return Geometry(origin, spacing, direction, size)
 
@@ -166,7 +166,8 @@ def _plan_nodules(rng: np.random.Generator, geometry: Geometry, lungs: tuple, co
 def _segment_distance(points: np.ndarray, start: np.ndarray, end: np.ndarray) -> np.ndarray:
     """Distance (mm) of points (..., 3) to the segment start–end."""
     axis = end - start
-    t = np.clip(((points - start) @ axis) / max(float(axis @ axis), 1e-12), 0, 1)
+    # element-wise products and sums, not a BLAS dot, whose kernel (and so its last bits) varies by CPU
+    t = np.clip(((points - start) * axis).sum(-1) / max(float((axis * axis).sum()), 1e-12), 0, 1)
     return np.linalg.norm(points - (start + t[..., None] * axis), axis=-1)
 
 

@@ -15,7 +15,6 @@ from pathlib import Path
 
 import numpy as np
 from PIL import Image
-from threadpoolctl import threadpool_limits
 from tqdm import tqdm
 
 from dira import __version__
@@ -109,18 +108,17 @@ def write_montgomery(out: Path, count: int, image_size: int = 512, seed: int = 0
     for folder in folders:
         folder.mkdir(parents=True, exist_ok=True)
     plan = plan_images(count, seed)
-    with threadpool_limits(limits=1, user_api="blas"):  # tiny matrix products: threads would only contend
-        for im in tqdm(plan, desc="synth montgomery", unit="img"):
-            width, height = frame_size(im.landscape, image_size)
-            scene = draw_thorax(height, width, np.random.default_rng([seed, _SCENE, im.number]))
-            if im.tuberculosis:
-                add_tuberculosis(scene, np.random.default_rng([seed, _DISEASE, im.number]))
-            _save_png(expose(scene, np.random.default_rng([seed, _GRAIN, im.number]), bits=BITS),
-                      root / IMAGES / f"{im.name}.png")
-            right_lung, left_lung = scene.lungs  # image left = patient's right on a PA view
-            _save_png(left_lung.astype(np.uint8) * 255, root / LEFT_MASKS / f"{im.name}.png")
-            _save_png(right_lung.astype(np.uint8) * 255, root / RIGHT_MASKS / f"{im.name}.png")
-            write_text(root / READINGS / f"{im.name}.txt", _reading(im))
+    for im in tqdm(plan, desc="synth montgomery", unit="img"):
+        width, height = frame_size(im.landscape, image_size)
+        scene = draw_thorax(height, width, np.random.default_rng([seed, _SCENE, im.number]))
+        if im.tuberculosis:
+            add_tuberculosis(scene, np.random.default_rng([seed, _DISEASE, im.number]))
+        _save_png(expose(scene, np.random.default_rng([seed, _GRAIN, im.number]), bits=BITS),
+                  root / IMAGES / f"{im.name}.png")
+        right_lung, left_lung = scene.lungs  # image left = patient's right on a PA view
+        _save_png(left_lung.astype(np.uint8) * 255, root / LEFT_MASKS / f"{im.name}.png")
+        _save_png(right_lung.astype(np.uint8) * 255, root / RIGHT_MASKS / f"{im.name}.png")
+        write_text(root / READINGS / f"{im.name}.txt", _reading(im))
     finish_writing(root, {  # last: its presence means the set is complete
         "generator": __name__, "dira_version": __version__, "images": count, "image_size": image_size,
         "seed": seed, "tuberculosis": sum(im.tuberculosis for im in plan),

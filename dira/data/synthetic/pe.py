@@ -69,7 +69,7 @@ def plan_geometry(rng: np.random.Generator, image_size: int, flipped: bool) -> G
     size = (image_size, image_size, int(rng.integers(SLICES[0], SLICES[1] + 1)))
     direction = FLIPPED if flipped else IDENTITY
     centre = np.array([rng.uniform(-15, 15), rng.uniform(-15, 15), rng.uniform(-200, -100)])
-    half = np.asarray(direction) @ (np.asarray(spacing) * (np.asarray(size) - 1) / 2)
+    half = (np.asarray(direction) * (np.asarray(spacing) * (np.asarray(size) - 1) / 2)).sum(1)  # no BLAS
     return Geometry(tuple(round(float(v), 3) for v in centre - half), spacing, direction, size)
 
 
@@ -82,7 +82,8 @@ def _box(geometry: Geometry) -> tuple[np.ndarray, np.ndarray]:
 def segment_distance(points: np.ndarray, start: np.ndarray, end: np.ndarray) -> np.ndarray:
     """Distance (mm) of points (..., 3) to the segment start-end."""
     axis = np.asarray(end) - np.asarray(start)
-    t = np.clip(((points - start) @ axis) / max(float(axis @ axis), 1e-12), 0, 1)
+    # element-wise products and sums, not a BLAS dot, whose kernel (and so its last bits) varies by CPU
+    t = np.clip(((points - start) * axis).sum(-1) / max(float((axis * axis).sum()), 1e-12), 0, 1)
     return np.linalg.norm(points - (start + t[..., None] * axis), axis=-1)
 
 

@@ -19,7 +19,6 @@ import numpy as np
 import pydicom
 from pydicom.dataset import FileMetaDataset
 from pydicom.uid import ExplicitVRLittleEndian, SecondaryCaptureImageStorage
-from threadpoolctl import threadpool_limits
 from tqdm import tqdm
 
 from dira import __version__
@@ -134,16 +133,15 @@ def write_siim(out: Path, count: int, image_size: int = 1024, seed: int = 0) -> 
         shutil.rmtree(out / TRAIN_DICOMS, ignore_errors=True)  # ours: drop images of an earlier set
     begin_writing(out)
     plan, lines = plan_images(count, seed), [HEADER_LINE]
-    with threadpool_limits(limits=1, user_api="blas"):  # tiny matrix products: threads would only contend
-        for im in tqdm(plan, desc="synth siim", unit="img"):
-            scene = draw_thorax(image_size, image_size, np.random.default_rng([seed, _SCENE, im.number]))
-            regions = [add_pneumothorax(scene, side, np.random.default_rng([seed, _SCENE, im.number, side]))
-                       for side in im.sides]
-            pixels = expose(scene, np.random.default_rng([seed, _GRAIN, im.number]))
-            folder = out / TRAIN_DICOMS / im.uid(2) / im.uid(3)
-            folder.mkdir(parents=True, exist_ok=True)
-            _dicom(im, pixels).save_as(folder / f"{im.image_id}.dcm", enforce_file_format=True)
-            lines.extend(f"{im.image_id}, {encoded}" for encoded in _mask_rows(regions, im.split_region))
+    for im in tqdm(plan, desc="synth siim", unit="img"):
+        scene = draw_thorax(image_size, image_size, np.random.default_rng([seed, _SCENE, im.number]))
+        regions = [add_pneumothorax(scene, side, np.random.default_rng([seed, _SCENE, im.number, side]))
+                   for side in im.sides]
+        pixels = expose(scene, np.random.default_rng([seed, _GRAIN, im.number]))
+        folder = out / TRAIN_DICOMS / im.uid(2) / im.uid(3)
+        folder.mkdir(parents=True, exist_ok=True)
+        _dicom(im, pixels).save_as(folder / f"{im.image_id}.dcm", enforce_file_format=True)
+        lines.extend(f"{im.image_id}, {encoded}" for encoded in _mask_rows(regions, im.split_region))
     write_text(out / RLE_CSV, "\n".join(lines) + "\n")
     finish_writing(out, {  # last: its presence means the set is complete
         "generator": __name__, "dira_version": __version__, "images": count, "image_size": image_size,

@@ -133,7 +133,8 @@ def whole_tumour(labels: np.ndarray) -> np.ndarray:
 def read_folds(folder: Path, known: set[str] | dict[str, Any]) -> list[list[str]]:
     """The case ids of ``fold_1.csv``..``fold_3.csv`` (no header, one id per line, blank lines ignored).
 
-    InputError naming the file and line for an id with no case folder or listed twice.
+    InputError naming the file and line for an id with no case folder or listed twice, and naming the file
+    for one that lists no case or is not UTF-8 text (a BOM and CRLF line ends are read as a plain file).
     """
     folder = Path(folder)
     folds: list[list[str]] = []
@@ -143,7 +144,11 @@ def read_folds(folder: Path, known: set[str] | dict[str, Any]) -> list[list[str]
         if not path.is_file():
             raise InputError(f"{path}: BraTS fold file not found (Models Genesis' data/bms/{name})")
         ids = []
-        for line_number, line in enumerate(path.read_text().splitlines(), start=1):
+        try:
+            text = path.read_text(encoding="utf-8-sig")
+        except UnicodeDecodeError as err:
+            raise InputError(f"{path}: not UTF-8 text ({err.reason})") from None
+        for line_number, line in enumerate(text.splitlines(), start=1):
             case = line.strip().strip(",").strip()
             if not case:
                 continue
@@ -154,5 +159,7 @@ def read_folds(folder: Path, known: set[str] | dict[str, Any]) -> list[list[str]
                 raise InputError(f"{where} has no case folder under HGG/ or LGG/")
             seen[case] = f"{name} line {line_number}"
             ids.append(case)
+        if not ids:
+            raise InputError(f"{path}: lists no cases")
         folds.append(ids)
     return folds

@@ -3,15 +3,18 @@
 The release has traps a casual parser falls into: ``Data_Entry_2017_v2020.csv`` names 9 columns but every
 row has 11 fields (the bracketed names hide commas), ``BBox_List_2017.csv`` has three empty header
 columns and spells Infiltration 'Infiltrate', and 'No Finding' means all 14 labels are 0. Everything is
-checked before anything is decoded, so a bad copy fails in seconds with the file and line at fault.
+checked before anything is decoded, so a bad copy fails in seconds with the file and line at fault: a box
+must be four finite numbers inside its PNG (give or take :data:`BOX_SLACK`), and a file that is not UTF-8
+text is refused naming it.
 """
 
 from __future__ import annotations
 
 import csv
 import json
+import math
 import os
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -20,6 +23,7 @@ import numpy as np
 
 from dira.data.labels import CHESTXRAY14_BOX_LABELS, CHESTXRAY14_LABELS, CHESTXRAY14_NO_FINDING
 from dira.data.sources.markers import SYNTHETIC_MARKER
+from dira.data.sources.montgomery import png_size
 from dira.errors import InputError
 
 DATA_ENTRY = "Data_Entry_2017_v2020.csv"
@@ -36,6 +40,7 @@ DATA_ENTRY_HEADER_LINE = (
 DATA_ENTRY_FIELDS = 11
 BBOX_HEADER_LINE = "Image Index,Finding Label,Bbox [x,y,w,h],,,"
 BBOX_FIELDS = 6
+BOX_SLACK = 0.5  # px a box may reach past the image's edges: pixel centres or pixel corners at integers
 
 _LABEL_COLUMN = {name: i for i, name in enumerate(CHESTXRAY14_LABELS)}
 
@@ -96,18 +101,32 @@ def _require(path: Path) -> Path:
     return path
 
 
+def _not_utf8(path: Path) -> InputError:
+    """The error for a file that is not UTF-8 text, naming the line of its first undecodable byte."""
+    data = path.read_bytes()
+    try:
+        data.decode("utf-8")  # a BOM is valid UTF-8: positions count from the file's first byte
+    except UnicodeDecodeError as err:
+        line_no = data.count(b"\n", 0, err.start) + 1
+        return InputError(f"{path}, line {line_no}: not UTF-8 text ({err.reason} at byte {err.start})")
+    return InputError(f"{path}: not UTF-8 text")
+
+
 def _csv_rows(path: Path, header: str, n_fields: int) -> Iterator[tuple[int, list[str]]]:
     """(line number, fields) of each data row, after checking the header line character for character."""
-    with _require(path).open(newline="", encoding="utf-8-sig") as f:
-        found = f.readline().rstrip("\r\n")
-        if found != header:
-            raise InputError(f"{path}: unexpected header\n  expected: {header}\n  found:    {found}")
-        for line_no, fields in enumerate(csv.reader(f), start=2):
-            if not fields:
-                continue
-            if len(fields) < n_fields or any(extra.strip() for extra in fields[n_fields:]):
-                raise InputError(f"{path}, line {line_no}: expected {n_fields} fields, found {len(fields)}")
-            yield line_no, fields[:n_fields]
+    try:
+        with _require(path).open(newline="", encoding="utf-8-sig") as f:
+            found = f.readline().rstrip("\r\n")
+            if found != header:
+                raise InputError(f"{path}: unexpected header\n  expected: {header}\n  found:    {found}")
+            for line_no, fields in enumerate(csv.reader(f), start=2):
+                if not fields:
+                    continue
+                if len(fields) < n_fields or any(extra.strip() for extra in fields[n_fields:]):
+                    raise InputError(f"{path}, line {line_no}: expected {n_fields} fields, found {len(fields)}")
+                yield line_no, fields[:n_fields]
+    except UnicodeDecodeError:
+        raise _not_utf8(path) from None
 
 
 def read_data_entry(path: Path) -> dict[str, tuple[int, np.ndarray]]:
@@ -128,8 +147,13 @@ def read_data_entry(path: Path) -> dict[str, tuple[int, np.ndarray]]:
     return entries
 
 
-def read_bbox_list(path: Path, known_ids: set[str]) -> dict[str, list[Box]]:
-    """Image id -> boxes, with 'Infiltrate' mapped to the canonical 'Infiltration'."""
+def read_bbox_list(path: Path, known_ids: set[str],
+                   image_size: Callable[[str], tuple[int, int] | None] | None = None) -> dict[str, list[Box]]:
+    """Image id -> boxes, with 'Infiltrate' mapped to the canonical 'Infiltration'.
+
+    ``image_size(image_id)``, (width, height) or None when unknown, bounds each box's far edges; its near
+    edges must be >= -BOX_SLACK either way.
+    """
     boxes: dict[str, list[Box]] = {}
     for line_no, fields in _csv_rows(path, BBOX_HEADER_LINE, BBOX_FIELDS):
         where = f"{path}, line {line_no}"
@@ -143,8 +167,16 @@ def read_bbox_list(path: Path, known_ids: set[str]) -> dict[str, list[Box]]:
             x, y, w, h = (float(v) for v in fields[2:6])
         except ValueError:
             raise InputError(f"{where}: box coordinates {fields[2:6]} are not numbers") from None
+        if not all(math.isfinite(v) for v in (x, y, w, h)):
+            raise InputError(f"{where}: box coordinates {fields[2:6]} are not finite numbers")
         if not (w > 0 and h > 0):
             raise InputError(f"{where}: box width and height must be positive, got {w} and {h}")
+        size = image_size(image_id) if image_size is not None else None
+        width, height = size if size is not None else (math.inf, math.inf)
+        if min(x, y) < -BOX_SLACK or x + w > width + BOX_SLACK or y + h > height + BOX_SLACK:
+            bounds = f"its {width}x{height} pixels" if size is not None else "the image (a negative corner)"
+            raise InputError(f"{where}: box (x {x:g}, y {y:g}, w {w:g}, h {h:g}) of image {image_id} lies "
+                             f"outside {bounds}")
         boxes.setdefault(image_id, []).append(Box(CHESTXRAY14_BOX_LABELS[spelled], x, y, w, h))
     return boxes
 
@@ -153,7 +185,11 @@ def read_split_list(path: Path, known_ids: dict[str, Any]) -> list[str]:
     """The bare file names of a split list, each checked against Data_Entry."""
     ids: list[str] = []
     seen: set[str] = set()
-    for line_no, line in enumerate(_require(path).read_text(encoding="utf-8-sig").splitlines(), start=1):
+    try:
+        text = _require(path).read_text(encoding="utf-8-sig")
+    except UnicodeDecodeError:
+        raise _not_utf8(path) from None
+    for line_no, line in enumerate(text.splitlines(), start=1):
         image_id = line.strip()
         if not image_id:
             continue
@@ -202,12 +238,19 @@ def read_chestxray14(root: Path) -> ChestXray14Index:
     train_val = read_split_list(root / TRAIN_VAL_LIST, entries)
     test = read_split_list(root / TEST_LIST, entries)
     _check_disjoint(train_val, test, entries, root)
-    boxes = read_bbox_list(root / BBOX_LIST, set(entries))
     paths = locate_images(root)
     missing = [i for i in [*train_val, *test] if i not in paths]
     if missing:
         more = f" (and {len(missing) - 1} more listed images)" if len(missing) > 1 else ""
         raise InputError(f"{root / 'images' / missing[0]}: listed image not found{more}")
+
+    def image_size(image_id: str) -> tuple[int, int] | None:
+        try:
+            return png_size(paths[image_id]) if image_id in paths else None
+        except InputError:  # an unreadable PNG is reported when it is decoded (prepare.on_bad_sample)
+            return None
+
+    boxes = read_bbox_list(root / BBOX_LIST, set(entries), image_size)
     records = {i: ImageRecord(i, paths[i], *entries[i]) for i in [*train_val, *test]}
     marker = root / SYNTHETIC_MARKER
     synthetic = json.loads(marker.read_text()) if marker.is_file() else None

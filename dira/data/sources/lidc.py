@@ -15,7 +15,11 @@ Each ``readingSession`` is one reader; each ``unblindedReadNodule`` a nodule as 
 per slice with ``imageSOP_UID``, ``imageZposition``, ``inclusion`` and ``edgeMap`` pixel (x, y) points.
 Nodules >= 3 mm have outlines, smaller ones a single point; ``nonNodule`` marks are ignored.
 An roi whose SOP UID is not in the series is placed by its z position instead and the fallback reported
-(:attr:`NoduleMask.notes`); InputError naming the XML when no slice lies at that z either.
+(:attr:`NoduleMask.notes`); InputError naming the XML when no slice lies at that z either. An roi placed by
+its SOP UID whose z lies more than half a slice from that slice is placed by the UID and reported the same
+way. Malformed XML, a missing or empty required tag, a coordinate or z that is not a finite number, and an
+edgeMap point that rounds to a pixel outside the image are InputErrors naming the XML (and the reader,
+nodule and roi where there is one).
 
 Masks: per reader's nodule and slice, the union of the ``inclusion`` TRUE outlines filled (the outline
 pixels included) minus the interiors of the FALSE ones. Readers' nodules become physical nodules by
@@ -114,27 +118,32 @@ def _children(element: ET.Element, name: str) -> list[ET.Element]:
     return [c for c in element if _local(c.tag) == name]
 
 
-def _text(element: ET.Element, name: str, xml: Path) -> str:
+def _text(element: ET.Element, name: str, where: str | Path) -> str:
+    """The stripped text of ``element``'s child ``name``; InputError prefixed by ``where`` (the XML, and the
+    reader / nodule / roi within it) when the child is missing or empty."""
     child = _child(element, name)
     if child is None or child.text is None or not child.text.strip():
-        raise InputError(f"{xml}: <{_local(element.tag)}> has no <{name}>")
+        raise InputError(f"{where}: <{_local(element.tag)}> has no <{name}>")
     return child.text.strip()
 
 
-def _number(element: ET.Element, name: str, xml: Path) -> float:
-    text = _text(element, name, xml)
+def _number(element: ET.Element, name: str, where: str | Path) -> float:
+    text = _text(element, name, where)
     try:
-        return float(text)
+        value = float(text)
     except ValueError:
-        raise InputError(f"{xml}: <{name}> {text!r} is not a number") from None
+        raise InputError(f"{where}: <{name}> {text!r} is not a number") from None
+    if not np.isfinite(value):
+        raise InputError(f"{where}: <{name}> {text!r} is not a finite number")
+    return value
 
 
 def parse_read(xml: Path) -> Read | None:
     """One XML's reads of a CT series; None for a CXR read. Namespaces are matched by local name only."""
     try:
         root = ET.parse(xml).getroot()
-    except (ET.ParseError, OSError) as err:
-        raise InputError(f"{xml}: unreadable XML ({err})") from None
+    except (ET.ParseError, OSError, LookupError, ValueError) as err:  # an unknown or multi-byte encoding
+        raise InputError(f"{xml}: unreadable XML ({type(err).__name__}: {err})") from None
     if _local(root.tag) == CXR_READ:
         return None
     if root.tag != CT_READ and _local(root.tag) != "LidcReadMessage":
@@ -151,18 +160,22 @@ def parse_read(xml: Path) -> Read | None:
         reader = f"{xml.stem}/{number}/{(radiologist.text or '').strip() if radiologist is not None else ''}"
         readers.append(reader)
         for nodule in _children(session, "unblindedReadNodule"):
+            id_element = _child(nodule, "noduleID")
+            label = (id_element.text or "").strip() if id_element is not None else ""
             rois = []
-            for roi in _children(nodule, "roi"):
-                inclusion = _text(roi, "inclusion", xml).upper()
+            for roi_number, roi in enumerate(_children(nodule, "roi"), start=1):
+                where = f"{xml}: {reader} nodule {label or '(no noduleID)'} roi {roi_number}"
+                inclusion = _text(roi, "inclusion", where).upper()
                 if inclusion not in ("TRUE", "FALSE"):
-                    raise InputError(f"{xml}: <inclusion> must be TRUE or FALSE, got {inclusion!r}")
-                points = [(_number(e, "xCoord", xml), _number(e, "yCoord", xml)) for e in _children(roi, "edgeMap")]
+                    raise InputError(f"{where}: <inclusion> must be TRUE or FALSE, got {inclusion!r}")
+                points = [(_number(e, "xCoord", where), _number(e, "yCoord", where))
+                          for e in _children(roi, "edgeMap")]
                 if not points:
-                    raise InputError(f"{xml}: an roi of nodule {_text(nodule, 'noduleID', xml)} has no <edgeMap>")
-                rois.append(Roi(_number(roi, "imageZposition", xml), _text(roi, "imageSOP_UID", xml),
+                    raise InputError(f"{where}: <roi> has no <edgeMap>")
+                rois.append(Roi(_number(roi, "imageZposition", where), _text(roi, "imageSOP_UID", where),
                                 inclusion == "TRUE", np.asarray(points, float)))
             if rois:
-                nodules.append(ReadNodule(xml, reader, _text(nodule, "noduleID", xml), tuple(rois)))
+                nodules.append(ReadNodule(xml, reader, _text(nodule, "noduleID", f"{xml}: {reader}"), tuple(rois)))
     return Read(xml, study_uid, series_uid, tuple(readers), tuple(nodules))
 
 
@@ -228,7 +241,7 @@ class NoduleMask:
     nodule: ReadNodule
     start: tuple[int, int, int]  # z, y, x of the box's first voxel
     mask: np.ndarray  # bool
-    notes: tuple[str, ...]  # rois placed by z because their SOP UID is not in the series
+    notes: tuple[str, ...]  # rois placed by z (SOP UID not in the series) or by UID against their z
 
     def voxels(self) -> np.ndarray:
         """(N, 3) int (k, j, i) array indices of the marked voxels."""
@@ -282,12 +295,17 @@ def fill_outline(xy: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
 
 
 def _slice_of(roi: Roi, nodule: ReadNodule, series: Series, series_uid: str) -> tuple[int, str | None]:
+    z = series.slice_z
+    half = 0.5 * series.geometry.spacing[2]
     k = series.sop_index.get(roi.sop_uid)
     if k is not None:
-        return k, None
-    z = series.slice_z
+        if abs(z[k] - roi.z) <= half:
+            return k, None
+        return k, (f"{nodule.xml}: {nodule.reader} nodule {nodule.nodule_id}: imageZposition {roi.z:g} is "
+                   f"{abs(z[k] - roi.z):g} mm from slice {k} (z {z[k]:g}) that its SOP UID {roi.sop_uid} names; "
+                   "placed by the SOP UID")
     nearest = int(np.argmin(np.abs(z - roi.z)))
-    if abs(z[nearest] - roi.z) > 0.5 * series.geometry.spacing[2]:
+    if not abs(z[nearest] - roi.z) <= half:  # also a NaN z
         raise InputError(f"{nodule.xml}: {nodule.reader} nodule {nodule.nodule_id}: roi imageSOP_UID {roi.sop_uid} "
                          f"is not in series {series_uid} ({series.folder}) and no slice lies at imageZposition "
                          f"{roi.z:g}")
@@ -302,6 +320,13 @@ def rasterise(nodule: ReadNodule, series: Series, series_uid: str) -> NoduleMask
     exclude: dict[int, np.ndarray] = {}
     notes = []
     for roi in nodule.rois:
+        pixels = np.rint(roi.xy)
+        outside = ~((pixels >= 0).all(axis=1) & (pixels[:, 0] < shape[1]) & (pixels[:, 1] < shape[0]))
+        if outside.any():
+            x, y = roi.xy[np.argmax(outside)]
+            raise InputError(f"{nodule.xml}: {nodule.reader} nodule {nodule.nodule_id}: roi at imageZposition "
+                             f"{roi.z:g} has edgeMap point ({x:g}, {y:g}) outside the {shape[1]}x{shape[0]} image "
+                             f"of series {series_uid} ({series.folder})")
         k, note = _slice_of(roi, nodule, series, series_uid)
         if note:
             notes.append(note)

@@ -107,23 +107,19 @@ def adjust(views: torch.Tensor, brightness: torch.Tensor, contrast: torch.Tensor
 
     Like every renderer here, it works in place on ``views`` and returns them.
 
-    Only the jittered views are computed, each order's group at once (a factor of 1 would be the identity).
+    Every view goes through both steps as ``x * scale + shift``: brightness is (b, 0), contrast (c, (1 - c) *
+    mean), and a view not jittered has factors of 1, for which the step is exactly the identity (x * 1 + 0, then
+    a clamp of values already in [0, 1]); so no view is gathered out of the batch and copied back.
     """
-    jittered = (brightness != 1.0) | (contrast != 1.0)
-    for brightness_goes_first in (True, False):
-        rows = _rows(jittered & (brightness_first == brightness_goes_first), views.device)
-        if not rows.numel():
-            continue
-        b, c = _factor(brightness, rows, views), _factor(contrast, rows, views)
-        x = views[rows]
-        for op in ("brightness", "contrast") if brightness_goes_first else ("contrast", "brightness"):
-            if op == "brightness":
-                x.mul_(b)
-            else:
-                mean = x.mean(dim=(1, 2, 3), keepdim=True)
-                x.mul_(c).add_((1.0 - c) * mean)
-            x.clamp_(0.0, 1.0)
-        views.index_copy_(0, rows, x)
+    first = brightness_first.to(views.device).view(-1, 1, 1, 1)
+    b = brightness.to(views.device, views.dtype).view(-1, 1, 1, 1)
+    c = contrast.to(views.device, views.dtype).view(-1, 1, 1, 1)
+    for step in (0, 1):
+        is_brightness = first if step == 0 else ~first
+        mean = views.mean(dim=(1, 2, 3), keepdim=True)
+        scale = torch.where(is_brightness, b, c)
+        shift = torch.where(is_brightness, torch.zeros_like(mean), (1.0 - c) * mean)
+        views.mul_(scale).add_(shift).clamp_(0.0, 1.0)
     return views
 
 

@@ -4,13 +4,20 @@ RandomResizedCrop's resize is separable: each output row (column) is a weighted 
 (columns). The weights here are those of ``F.interpolate(..., antialias=True)`` (torch's ``_upsample_*_aa``:
 a triangle or Keys cubic filter, a = -0.5, stretched by the scale when shrinking), written as a dense
 (out × in) matrix per sample with zeros outside the crop, so a whole batch of differently sized crops is two
-batched matrix products: one kernel each on a GPU, whatever the crop sizes. On a CPU the dense product wastes
-its zeros (a 1024² source costs ~1 GFLOP per view), so there each crop goes through ``F.interpolate`` on its own,
-the same filter (tests check both paths agree).
+batched matrix products: one kernel each on a GPU, whatever the crop sizes.
+
+On a CPU the dense product wastes its zeros (a 1024² source costs ~1 GFLOP per view), so there each crop is
+resized on its own, in uint8 as PIL does in the reference transform (its RandomResizedCrop works on 8-bit
+images): torch's vectorised uint8 kernel only serves 3- or 4-channel channels-last images, and a grey crop is
+one channel, so each pass reads four neighbouring columns as the four channels of one pixel and resizes along
+the other axis only (which mixes no columns), transposing between the passes. Both passes are rounded to 8
+bits, as PIL's: within one level of torch's own uint8 resize and of the float filter, and measured 5x faster
+than torch's one-channel uint8 kernel and 20x its float one on an 800² crop (0.25 vs 1.36 vs 5.0 ms).
 """
 
 from __future__ import annotations
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 
@@ -52,12 +59,16 @@ def resample_crops(images: torch.Tensor, crops: torch.Tensor, size: int, interpo
                    dense: bool | None = None) -> torch.Tensor:
     """(B, 1, size, size) float32 in [0, 1] of uint8 (B, H, W) ``images`` cut at ``crops`` (B, 4): top, left, h, w.
 
-    ``dense`` picks the batched matrix path; by default it runs off the CPU, each crop alone on it.
+    ``dense`` picks the batched matrix path (float throughout); by default it runs off the CPU, and on it each
+    crop is resized alone in uint8.
     """
+    if interpolation not in FILTER_TAPS:
+        raise ValueError(f"interpolation must be one of {sorted(FILTER_TAPS)}, got '{interpolation}'")
     crops = crops.to(torch.int64).cpu()
     if not (images.device.type != "cpu" if dense is None else dense):
-        return torch.cat([_interpolate_one(images[b], crops[b].tolist(), size, interpolation)
-                          for b in range(images.shape[0])])
+        resized = torch.stack([resize_uint8(images[b, top:top + h, left:left + w], size, interpolation)
+                               for b, (top, left, h, w) in enumerate(crops.tolist())])
+        return resized.unsqueeze(1).to(torch.float32).div_(255.0)
     _, height, width = images.shape
     rows = resize_weights(crops[:, 0], crops[:, 2], height, size, interpolation).to(images.device, torch.float32)
     cols = resize_weights(crops[:, 1], crops[:, 3], width, size, interpolation).to(images.device, torch.float32)
@@ -65,8 +76,33 @@ def resample_crops(images: torch.Tensor, crops: torch.Tensor, size: int, interpo
     return out.clamp_(0.0, 1.0).unsqueeze(1)
 
 
-def _interpolate_one(image: torch.Tensor, crop: list[int], size: int, interpolation: str) -> torch.Tensor:
-    top, left, h, w = crop
-    region = image[top:top + h, left:left + w].to(torch.float32).div_(255.0)[None, None]
-    return F.interpolate(region, size=(size, size), mode=interpolation, antialias=True,
-                         align_corners=False).clamp_(0.0, 1.0)
+def resize_uint8(image: torch.Tensor, size: int, interpolation: str) -> torch.Tensor:
+    """(size, size) uint8: the (h, w) uint8 ``image`` resized with torch's antialiased uint8 filter, fast.
+
+    Rows first (the pass that shrinks the data most cheaply), then columns. Each pass hands back four planes of
+    every fourth column, which one numpy copy reorders straight into the transpose the next pass (or the caller)
+    needs: numpy permutes uint8 several times faster than torch. PIL and torch's one-channel kernel take the
+    columns first: the 8-bit rounding between the passes then differs by at most one level.
+    """
+    width = image.shape[1]
+    across = _interleaved_transpose(_resize_planes(image, size, interpolation))[:width]  # (w, size)
+    return _interleaved_transpose(_resize_planes(across, size, interpolation))[:size]
+
+
+def _resize_planes(image: torch.Tensor, rows: int, interpolation: str) -> torch.Tensor:
+    """(4, rows, ceil(w / 4)) uint8: ``image`` (h, w) resized along its first axis only (which mixes no columns),
+    four neighbouring columns read as the RGBA of one pixel; plane c holds columns c, c + 4, ..."""
+    height, width = image.shape
+    padded = image
+    if width % 4 or not image.is_contiguous():  # one block of whole RGBA pixels; the padding columns are
+        padded = torch.empty((height, width + -width % 4), dtype=image.dtype)  # never read back, whatever
+        padded[:, :width] = image  # they hold
+    pixels = padded.view(height, -1, 4).permute(2, 0, 1).unsqueeze(0)  # (1, 4, h, w/4), channels-last strides
+    return F.interpolate(pixels, size=(rows, pixels.shape[-1]), mode=interpolation, antialias=True,
+                         align_corners=False)[0]
+
+
+def _interleaved_transpose(planes: torch.Tensor) -> torch.Tensor:
+    """(4 ceil(w / 4), rows): the transpose of the (rows, w) image whose every fourth column ``planes`` holds."""
+    rows = planes.shape[1]
+    return torch.from_numpy(np.ascontiguousarray(planes.numpy().transpose(2, 0, 1)).reshape(-1, rows))

@@ -11,13 +11,14 @@ import dataclasses
 import numpy as np
 import pytest
 import torch
+import torch.nn.functional as F
 from scipy import stats
 
 from dira.config import load_config
 from dira.data import batch_distortions as bd
 from dira.data import distortions
 from dira.data.batch_views import TwoViewBatch, draw_crops, draw_views
-from dira.data.crop_resample import resample_crops
+from dira.data.crop_resample import resample_crops, resize_uint8
 from dira.data.distortions import DistortionProbabilities
 from dira.data.view_recipe import ViewParams, ViewRecipe, draw_view_params, sample_crop
 from dira.data.views import Restoration, crop_and_resize, photometric
@@ -82,6 +83,14 @@ def _distort_one(view, draws, i):
 
 
 # ------------------------------------------------------------------ rendering
+def _crop_uint8(image, crop, size, interpolation):
+    """The reference's resize (PIL's, as torch's one-channel uint8 kernel does it): 8-bit in, 8-bit out."""
+    top, left, h, w = crop
+    region = image[top:top + h, left:left + w].contiguous()[None, None]
+    resized = F.interpolate(region, size=(size, size), mode=interpolation, antialias=True, align_corners=False)
+    return resized[0].to(torch.float32) / 255.0
+
+
 @pytest.mark.parametrize("interpolation", ["bilinear", "bicubic"])
 @pytest.mark.parametrize("source", [48, 160])
 def test_both_resampling_paths_are_torchs_antialiased_resize_of_the_crop(interpolation, source):
@@ -90,9 +99,30 @@ def test_both_resampling_paths_are_torchs_antialiased_resize_of_the_crop(interpo
     per_crop = resample_crops(images, crops, 40, interpolation, dense=False)
     batched = resample_crops(images, crops, 40, interpolation, dense=True)
     for i in range(12):
-        expected = crop_and_resize(images[i].numpy(), tuple(int(v) for v in crops[i]), 40, interpolation)
-        torch.testing.assert_close(per_crop[i], expected, atol=1e-6, rtol=0)
-    torch.testing.assert_close(batched, per_crop, atol=2e-5, rtol=0)
+        crop = tuple(int(v) for v in crops[i])
+        expected = crop_and_resize(images[i].numpy(), crop, 40, interpolation)
+        torch.testing.assert_close(batched[i], expected, atol=2e-5, rtol=0)  # the float filter
+        if interpolation == "bilinear":  # bicubic: see the next test
+            torch.testing.assert_close(per_crop[i], _crop_uint8(images[i], crop, 40, interpolation),
+                                       atol=1.01 / 255, rtol=0)
+        if interpolation == "bilinear":  # no overshoot to clamp between the 8-bit passes: only the rounding
+            torch.testing.assert_close(per_crop[i], expected, atol=1.01 / 255, rtol=0)
+
+
+@pytest.mark.parametrize("shape", [(800, 803), (13, 97), (224, 224), (225, 230)])
+def test_the_uint8_resize_is_within_one_level_of_torchs_and_of_the_float_filter(shape):
+    sawtooth = _images(1, 1024)[0, 5:5 + shape[0], 3:3 + shape[1]]
+    expected = F.interpolate(sawtooth.contiguous()[None, None], size=(224, 224), mode="bilinear", antialias=True)
+    ours = resize_uint8(sawtooth, 224, "bilinear")
+    assert ours.dtype == torch.uint8 and ours.shape == (224, 224)
+    assert (ours.int() - expected[0, 0].int()).abs().max() <= 1  # torch takes the columns first: other roundings
+    # A cubic overshoots at sharp edges, and the clamp between two 8-bit passes depends on their order (PIL's is
+    # torch's, columns first): compared on a smooth image, where nothing is clamped.
+    yy, xx = torch.meshgrid(torch.linspace(0, 3, shape[0]), torch.linspace(0, 2, shape[1]), indexing="ij")
+    smooth = (127.5 + 100 * torch.sin(yy) * torch.cos(xx)).round().to(torch.uint8)
+    for interpolation in ("bilinear", "bicubic"):
+        exact = F.interpolate(smooth.float()[None, None], size=(224, 224), mode=interpolation, antialias=True)
+        assert (resize_uint8(smooth, 224, interpolation).float() - exact[0, 0]).abs().max() <= 1.5  # 2 roundings
 
 
 def test_each_view_of_a_batch_is_the_per_image_recipe_applied_to_its_draws(recipe, probabilities):
@@ -104,7 +134,7 @@ def test_each_view_of_a_batch_is_the_per_image_recipe_applied_to_its_draws(recip
     for index, (view_draws, distortion) in enumerate(draws):
         for i in range(24):
             params = _params(view_draws, i)
-            crop = crop_and_resize(images[i].numpy(), params.crop, 56, recipe.interpolation)
+            crop = resample_crops(images[i:i + 1], view_draws.crops[i:i + 1], 56, recipe.interpolation)[0]
             expected = photometric(crop, params)
             expected = expected.flip(-1) if params.flip else expected
             expected = _distort_one(expected[0].numpy(), distortion, i)

@@ -22,8 +22,8 @@ from typing import Any
 import numpy as np
 
 from dira.data.labels import CHESTXRAY14_BOX_LABELS, CHESTXRAY14_LABELS, CHESTXRAY14_NO_FINDING
+from dira.data.sources.images import png_size
 from dira.data.sources.markers import SYNTHETIC_MARKER
-from dira.data.sources.montgomery import png_size
 from dira.errors import InputError
 
 DATA_ENTRY = "Data_Entry_2017_v2020.csv"

@@ -20,6 +20,7 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
+from dira.data.sources.images import png_size
 from dira.data.sources.markers import SYNTHETIC_MARKER
 from dira.errors import InputError
 
@@ -84,15 +85,6 @@ def read_reading(path: Path) -> ClinicalReading | None:
     if not path.is_file():
         return None
     return parse_reading(path.read_text(encoding="utf-8", errors="replace"))
-
-
-def png_size(path: Path) -> tuple[int, int]:
-    """(width, height) from the PNG header alone; InputError naming the file if it is not an image."""
-    try:
-        with Image.open(path) as image:
-            return image.size
-    except Exception as err:  # PIL reports unreadable files as OSError, SyntaxError, ValueError...
-        raise InputError(f"{path}: unreadable image ({type(err).__name__}: {err})") from None
 
 
 def read_radiograph(path: Path) -> np.ndarray:

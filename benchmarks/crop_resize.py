@@ -6,8 +6,11 @@ resized to ``--size`` px, antialiased bilinear, on one thread. Rows:
 - ``float F.interpolate`` (the named baseline): the crop as float32 through ``F.interpolate(antialias=True)``,
   what the CPU path ran before;
 - ``uint8 F.interpolate``: the one-channel uint8 crop through the same call (torch's scalar uint8 kernel);
-- ``resize_uint8``: :func:`dira.data.crop_resample.resize_uint8`, four grey columns read as one RGBA pixel so
-  torch's vectorised uint8 kernel serves each pass, numpy reordering the planes between them.
+- ``resize_crop_uint8``: :func:`dira.data.crop_resample.resize_crop_uint8` on the image and the box, as the
+  views call it: four grey columns read as one RGBA pixel so that torch's vectorised uint8 kernel serves each
+  pass, written into a channels-last buffer, an OpenCV transpose between the passes, the first pass over the
+  crop's rows at full width when the crop is not much narrower; a crop enlarged on both sides (none of a
+  1024² source at 224 px) goes through OpenCV's bilinear resize.
 
 Rounds alternate the rows so that a shared machine's load hits them alike; medians over rounds. Speed is
 measured here, never asserted in tests.
@@ -21,12 +24,13 @@ import statistics
 import sys
 from pathlib import Path
 
+import cv2
 import torch
 import torch.nn.functional as F
 from step_harness import seconds
 
 from dira.data.batch_views import draw_crops
-from dira.data.crop_resample import resize_uint8
+from dira.data.crop_resample import resize_crop_uint8
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -38,6 +42,7 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--json", type=Path, help="write the rows here")
     args = p.parse_args(argv)
     torch.set_num_threads(1)
+    cv2.setNumThreads(1)
     generator = torch.Generator().manual_seed(0)
     image = torch.randint(0, 256, (args.source, args.source), dtype=torch.uint8, generator=generator)
     boxes = draw_crops(generator, args.crops, args.source, args.source, (0.2, 1.0)).tolist()
@@ -48,16 +53,18 @@ def main(argv: list[str] | None = None) -> None:
                                                        antialias=True),
         "uint8 F.interpolate": lambda c: F.interpolate(c.contiguous()[None, None], size=size, mode="bilinear",
                                                        antialias=True),
-        "resize_uint8": lambda c: resize_uint8(c, args.size, "bilinear"),
     }
     cpu = torch.device("cpu")
-    times: dict[str, list[float]] = {name: [] for name in rows}
+    times: dict[str, list[float]] = {name: [] for name in [*rows, "resize_crop_uint8"]}
     for fn in rows.values():  # warm-up
         fn(crops[0])
+    resize_crop_uint8(image, boxes[0], args.size, "bilinear")
     for round_ in range(args.rounds):
         print(f"[crop_resize] round {round_ + 1}/{args.rounds}", file=sys.stderr, flush=True)
         for name, fn in rows.items():
             times[name].append(seconds(lambda fn=fn: [fn(c) for c in crops], cpu) / len(crops))
+        times["resize_crop_uint8"].append(seconds(lambda: [resize_crop_uint8(image, box, args.size, "bilinear")
+                                                           for box in boxes], cpu) / len(boxes))
     baseline = statistics.median(times["float F.interpolate"])
     print(f"{args.source}² source, {args.size}-px crops, bilinear, 1 thread, medians of {args.rounds} rounds\n")
     print(f"{'path':<22} {'ms/crop':>8} {'vs float':>9}")

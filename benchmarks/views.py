@@ -6,8 +6,11 @@ Rows, all making DiRA-MoCo-v2's two views with restoration distortions (and the 
   ``benchmarks/reference_views.py`` (PIL grey → RGB, two RandomResizedCrops, jitter / blur / flip, its numpy
   distortion loops, ToTensor), one image at a time on one CPU core: the named baseline;
 - ``make_views``: this package's per-image recipe (``dira.data.views``, what the workers ran before), one core;
-- ``batched views``: ``dira.data.batch_views.TwoViewBatch`` on whole batches, on one CPU thread (per core)
-  and, with ``--device cuda``, on the GPU (its matrix resize path; the draws stay on the CPU as in training);
+- ``batched views``: ``dira.data.batch_views.TwoViewBatch`` on whole batches, on one CPU thread (per core:
+  one torch and one OpenCV thread), where it renders image by image (``dira.data.cpu_views``), and, with
+  ``--device cuda``, on the GPU (its batched tensor ops; the draws stay on the CPU as in training);
+- ``batched tensor ops``: the same draws through the batched tensor ops on the CPU, to show why the CPU
+  renders image by image instead;
 - ``batched draws only``: the part of the batched views that stays on a CPU core when a GPU renders them
   (every random number of a ``--gpu-batch`` batch), i.e. the CPU cost per image of device-side views.
 
@@ -28,6 +31,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import cv2
 import numpy as np
 import torch
 from PIL import Image
@@ -42,6 +46,12 @@ from dira.data.views import Restoration, make_views
 
 def log(message: str) -> None:
     print(message, file=sys.stderr, flush=True)
+
+
+def set_threads(count: int) -> None:
+    """torch's and OpenCV's threads (the CPU renderer calls both), so that a CPU row is one core's work."""
+    torch.set_num_threads(count)
+    cv2.setNumThreads(count)
 
 
 def synthetic_grey(size: int, seed: int = 0) -> np.ndarray:
@@ -67,6 +77,9 @@ def rows_for_source(source: int, args: argparse.Namespace, views: TwoViewBatch, 
         "make_views": (lambda: [make_views(grey, rng, recipe, restoration, args.size) for _ in range(args.images)],
                        args.images, torch.device("cpu")),
         "batched views": (lambda: views(cpu_batch, generator, True), args.batch, torch.device("cpu")),
+        # The same draws through the batched tensor ops a GPU runs, on the CPU: why the CPU renders per image.
+        "batched tensor ops": (lambda: views.render(cpu_batch["image"], views.draw(
+            generator, args.batch, source, source, True), per_image=False), args.batch, torch.device("cpu")),
         # What a CPU core still does per image when a GPU renders: draw the parameters of a whole batch.
         "batched draws only": (lambda: views.draw(generator, args.gpu_batch, source, source, True), args.gpu_batch,
                                torch.device("cpu")),
@@ -90,12 +103,12 @@ def measure(args: argparse.Namespace) -> list[dict[str, Any]]:
         work = rows_for_source(source, args, views, recipe, restoration)
         times: dict[str, list[float]] = {name: [] for name in work}
         for fn, _, device in work.values():  # warm-up: first calls, lazy inits, cuDNN/cuBLAS handles
-            torch.set_num_threads(args.gpu_threads if device.type == "cuda" else 1)
+            set_threads(args.gpu_threads if device.type == "cuda" else 1)
             fn()
         for round_ in range(args.rounds):
             log(f"[views] {source}² source, round {round_ + 1}/{args.rounds}")
             for name, (fn, count, device) in work.items():
-                torch.set_num_threads(args.gpu_threads if device.type == "cuda" else 1)
+                set_threads(args.gpu_threads if device.type == "cuda" else 1)
                 times[name].append(seconds(fn, device) / count)
         for name, (_, count, device) in work.items():
             per_image = statistics.median(times[name])

@@ -7,7 +7,8 @@ solarisation, the distortions) and renders them in batched ops: antialiased crop
 (:mod:`dira.data.crop_resample`), brightness / contrast in the drawn order, Gaussian blur as one grouped
 convolution, solarisation, flip, the DiRA distortions (:mod:`dira.data.batch_distortions`). The CPU loader only
 reads the stored uint8 images, so a GPU that trains at thousands of images a second is not left waiting for
-per-image transforms on a few CPU cores.
+per-image transforms on a few CPU cores. On a CPU the same draws are rendered image by image instead
+(:mod:`dira.data.cpu_views`), where batched passes would stream every intermediate through memory.
 
 Draws depend only on the generator (seeded by the trainer from (seed, epoch, step, rank)), never on the
 device, so a resumed run draws what an uninterrupted one does.
@@ -22,6 +23,7 @@ import torch
 import torch.nn.functional as F
 
 from dira.data.batch_distortions import DistortionDraws, apply_distortions, draw_distortions
+from dira.data.cpu_views import render_view
 from dira.data.crop_resample import resample_crops
 from dira.data.distortions import REFERENCE_SIZE
 from dira.data.view_recipe import Pair, ViewRecipe
@@ -181,8 +183,12 @@ class TwoViewBatch:
                  draw_distortions(generator, n, self.size, distortions) if restoring else None)
                 for index in (0, 1)]
 
-    def render(self, images: torch.Tensor, draws: list[tuple[ViewDraws, DistortionDraws | None]]
-               ) -> dict[str, torch.Tensor]:
+    def render(self, images: torch.Tensor, draws: list[tuple[ViewDraws, DistortionDraws | None]],
+               per_image: bool | None = None) -> dict[str, torch.Tensor]:
+        """The drawn views of ``images``; ``per_image`` picks :mod:`dira.data.cpu_views` (by default on a CPU)
+        over the batched tensor ops."""
+        if images.device.type == "cpu" if per_image is None else per_image:
+            return self._render_per_image(images.cpu(), draws)
         out: dict[str, torch.Tensor] = {}
         for index, (view, distortion) in enumerate(draws):
             crop = resample_crops(images, view.crops, self.size, self.recipe.interpolation)
@@ -192,6 +198,18 @@ class TwoViewBatch:
             if distortion is not None:
                 rendered = apply_distortions(rendered, distortion)
             out[f"view{index + 1}"] = rendered.clamp_(0.0, 1.0).contiguous()
+        return out
+
+    def _render_per_image(self, images: torch.Tensor, draws: list[tuple[ViewDraws, DistortionDraws | None]]
+                          ) -> dict[str, torch.Tensor]:
+        out: dict[str, torch.Tensor] = {}
+        for index, (view, distortion) in enumerate(draws):
+            restoring = index == 0 and distortion is not None
+            follows = view.flip & self.restoration.target_follows_flip if restoring else None
+            out[f"view{index + 1}"], target = render_view(images, view, distortion, self.size,
+                                                          self.recipe.interpolation, follows)
+            if target is not None:
+                out["target"] = target
         return out
 
     def __call__(self, batch: dict[str, torch.Tensor], generator: torch.Generator,

@@ -10,18 +10,20 @@ On a CPU the dense product wastes its zeros (a 1024² source costs ~1 GFLOP per 
 resized on its own, in uint8 as PIL does in the reference transform (its RandomResizedCrop works on 8-bit
 images): torch's vectorised uint8 kernel only serves 3- or 4-channel channels-last images, and a grey crop is
 one channel, so each pass reads four neighbouring columns as the four channels of one pixel and resizes along
-the other axis only (which mixes no columns), transposing between the passes. Both passes are rounded to 8
-bits, as PIL's: within one level of torch's own uint8 resize and of the float filter. ``benchmarks/crop_resize.py``
-measures it against both of torch's kernels (0.84 vs 1.89 uint8 vs 2.31 ms float a crop of a 1024² image).
+the other axis only (which mixes no columns), into a channels-last buffer (the aten ``out=`` variant: the
+planes ``F.interpolate`` returns cost 2.5x more), with an OpenCV transpose between the passes. Both passes are
+rounded to 8 bits, as PIL's: within one level of torch's own uint8 resize and of the float filter.
+``benchmarks/crop_resize.py`` measures it against both of torch's kernels.
 """
 
 from __future__ import annotations
 
+import cv2
 import numpy as np
 import torch
-import torch.nn.functional as F
 
 FILTER_TAPS = {"bilinear": 2, "bicubic": 4}  # torch's interp_size: the filter's support in input pixels at scale 1
+FULL_ROWS = 1.5  # read whole rows up to this many times the crop's width (measured: benchmarks/crop_resize.py)
 CUBIC_A = -0.5  # torch's antialiased bicubic (as PIL's), not the -0.75 of its plain bicubic
 
 
@@ -66,8 +68,8 @@ def resample_crops(images: torch.Tensor, crops: torch.Tensor, size: int, interpo
         raise ValueError(f"interpolation must be one of {sorted(FILTER_TAPS)}, got '{interpolation}'")
     crops = crops.to(torch.int64).cpu()
     if not (images.device.type != "cpu" if dense is None else dense):
-        resized = torch.stack([resize_uint8(images[b, top:top + h, left:left + w], size, interpolation)
-                               for b, (top, left, h, w) in enumerate(crops.tolist())])
+        resized = torch.stack([resize_crop_uint8(images[b], crop, size, interpolation)
+                               for b, crop in enumerate(crops.tolist())])
         return resized.unsqueeze(1).to(torch.float32).div_(255.0)
     _, height, width = images.shape
     rows = resize_weights(crops[:, 0], crops[:, 2], height, size, interpolation).to(images.device, torch.float32)
@@ -77,32 +79,54 @@ def resample_crops(images: torch.Tensor, crops: torch.Tensor, size: int, interpo
 
 
 def resize_uint8(image: torch.Tensor, size: int, interpolation: str) -> torch.Tensor:
-    """(size, size) uint8: the (h, w) uint8 ``image`` resized with torch's antialiased uint8 filter, fast.
+    """(size, size) uint8: the (h, w) uint8 ``image`` resized with torch's antialiased uint8 filter, fast."""
+    return resize_crop_uint8(image, (0, 0, *image.shape), size, interpolation)
 
-    Rows first (the pass that shrinks the data most cheaply), then columns. Each pass hands back four planes of
-    every fourth column, which one numpy copy reorders straight into the transpose the next pass (or the caller)
-    needs: numpy permutes uint8 several times faster than torch. PIL and torch's one-channel kernel take the
-    columns first: the 8-bit rounding between the passes then differs by at most one level.
+
+def resize_crop_uint8(image: torch.Tensor, crop: tuple[int, int, int, int], size: int,
+                      interpolation: str) -> torch.Tensor:
+    """(size, size) uint8: the ``crop`` (top, left, h, w) of the uint8 (H, W) ``image``, resized as
+    :func:`resize_uint8` does.
+
+    Rows first (the pass that shrinks the data most cheaply), then columns, an OpenCV transpose after each.
+    PIL and torch's one-channel kernel take the columns first: the 8-bit rounding between the passes then
+    differs by at most one level. The first pass reads the crop's rows at the image's full width where those
+    are contiguous and the crop is not much narrower (the extra columns cost less than copying the crop out),
+    and the columns are cut after it. A bilinear crop no larger than the output on either side is only
+    enlarged, where the antialiased filter is plain bilinear interpolation (a triangle of one pixel's support,
+    edges clamped): OpenCV's, whose 11-bit weights are within one level of torch's too.
     """
-    width = image.shape[1]
-    across = _interleaved_transpose(_resize_planes(image, size, interpolation))[:width]  # (w, size)
-    return _interleaved_transpose(_resize_planes(across, size, interpolation))[:size]
+    top, left, height, width = crop
+    pixels = image.numpy()
+    if interpolation == "bilinear" and height <= size and width <= size:
+        region = pixels[top:top + height, left:left + width]
+        return torch.from_numpy(cv2.resize(region, (size, size), interpolation=cv2.INTER_LINEAR))
+    full_width = pixels.flags.c_contiguous and pixels.shape[1] % 4 == 0 and pixels.shape[1] <= FULL_ROWS * width
+    if full_width:
+        across = cv2.transpose(_resize_rows(pixels[top:top + height], size, interpolation))[left:left + width]
+    else:
+        region = pixels[top:top + height, left:left + width]
+        across = cv2.transpose(_resize_rows(region, size, interpolation))[:width]  # (w, size)
+    return torch.from_numpy(cv2.transpose(_resize_rows(across, size, interpolation))[:size])
 
 
-def _resize_planes(image: torch.Tensor, rows: int, interpolation: str) -> torch.Tensor:
-    """(4, rows, ceil(w / 4)) uint8: ``image`` (h, w) resized along its first axis only (which mixes no columns),
-    four neighbouring columns read as the RGBA of one pixel; plane c holds columns c, c + 4, ..."""
+_AA_OUT = {"bilinear": torch.ops.aten._upsample_bilinear2d_aa.out, "bicubic": torch.ops.aten._upsample_bicubic2d_aa.out}
+
+
+def _resize_rows(image: np.ndarray, rows: int, interpolation: str) -> np.ndarray:
+    """(rows, 4 ceil(w / 4)) uint8: ``image`` (h, w) resized along its first axis only, which mixes no columns.
+
+    Four neighbouring columns are read as the RGBA of one pixel (the padding columns are never read back,
+    whatever they hold), and the kernel writes into a channels-last buffer, so its output is the resized image
+    itself, interleaved: ``F.interpolate`` would hand back planes (2.5x slower, and a merge to undo).
+    """
     height, width = image.shape
-    padded = image
-    if width % 4 or not image.is_contiguous():  # one block of whole RGBA pixels; the padding columns are
-        padded = torch.empty((height, width + -width % 4), dtype=image.dtype)  # never read back, whatever
-        padded[:, :width] = image  # they hold
-    pixels = padded.view(height, -1, 4).permute(2, 0, 1).unsqueeze(0)  # (1, 4, h, w/4), channels-last strides
-    return F.interpolate(pixels, size=(rows, pixels.shape[-1]), mode=interpolation, antialias=True,
-                         align_corners=False)[0]
-
-
-def _interleaved_transpose(planes: torch.Tensor) -> torch.Tensor:
-    """(4 ceil(w / 4), rows): the transpose of the (rows, w) image whose every fourth column ``planes`` holds."""
-    rows = planes.shape[1]
-    return torch.from_numpy(np.ascontiguousarray(planes.numpy().transpose(2, 0, 1)).reshape(-1, rows))
+    if width % 4 or not image.flags.c_contiguous:  # numpy copies uint8 rows several times faster than torch
+        padded = np.empty((height, width + -width % 4), dtype=np.uint8)
+        padded[:, :width] = image
+        image = padded
+    pixels = torch.from_numpy(image).view(height, -1, 4).permute(2, 0, 1).unsqueeze(0)  # (1, 4, h, w/4)
+    out = np.empty((rows, image.shape[1]), dtype=np.uint8)
+    buffer = torch.from_numpy(out).view(1, rows, -1, 4).permute(0, 3, 1, 2)  # channels-last (1, 4, rows, w/4)
+    _AA_OUT[interpolation](pixels, [rows, pixels.shape[-1]], False, None, None, out=buffer)
+    return out

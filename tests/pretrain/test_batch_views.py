@@ -18,7 +18,8 @@ from dira.config import load_config
 from dira.data import batch_distortions as bd
 from dira.data import distortions
 from dira.data.batch_views import TwoViewBatch, draw_crops, draw_views
-from dira.data.crop_resample import resample_crops, resize_uint8
+from dira.data.cpu_views import level_table
+from dira.data.crop_resample import resample_crops, resize_crop_uint8, resize_uint8
 from dira.data.distortions import DistortionProbabilities
 from dira.data.view_recipe import ViewParams, ViewRecipe, draw_view_params, sample_crop
 from dira.data.views import Restoration, crop_and_resize, photometric
@@ -116,6 +117,10 @@ def test_the_uint8_resize_is_within_one_level_of_torchs_and_of_the_float_filter(
     ours = resize_uint8(sawtooth, 224, "bilinear")
     assert ours.dtype == torch.uint8 and ours.shape == (224, 224)
     assert (ours.int() - expected[0, 0].int()).abs().max() <= 1  # torch takes the columns first: other roundings
+    # As the views call it, on the whole image: (800, 803) reads its rows at the full 1024 px, (13, 97) and
+    # (224, 224) are only enlarged (OpenCV's bilinear), (225, 230) is copied out of the image.
+    in_place = resize_crop_uint8(_images(1, 1024)[0], (5, 3, *shape), 224, "bilinear")
+    assert (in_place.int() - expected[0, 0].int()).abs().max() <= 1
     # A cubic overshoots at sharp edges, and the clamp between two 8-bit passes depends on their order (PIL's is
     # torch's, columns first): compared on a smooth image, where nothing is clamped.
     yy, xx = torch.meshgrid(torch.linspace(0, 3, shape[0]), torch.linspace(0, 2, shape[1]), indexing="ij")
@@ -125,12 +130,16 @@ def test_the_uint8_resize_is_within_one_level_of_torchs_and_of_the_float_filter(
         assert (resize_uint8(smooth, 224, interpolation).float() - exact[0, 0]).abs().max() <= 1.5  # 2 roundings
 
 
-def test_each_view_of_a_batch_is_the_per_image_recipe_applied_to_its_draws(recipe, probabilities):
+# per_image: dira.data.cpu_views (the CPU's renderer); batched: the tensor ops a GPU runs, here on CPU tensors.
+# The 96-px source at 56 px has crops enlarged on both sides (OpenCV's bilinear), crops read at the full width of
+# their rows and crops copied out (the first pass of resize_crop_uint8).
+@pytest.mark.parametrize("per_image", [True, False], ids=["per_image", "batched"])
+def test_each_view_of_a_batch_is_the_per_image_recipe_applied_to_its_draws(recipe, probabilities, per_image):
     always = dataclasses.replace(recipe, jitter_prob=(0.7, 0.7), blur_prob=(0.6, 0.6), solarize_prob=(0.3, 0.3))
     views = TwoViewBatch(always, Restoration(probabilities, target_follows_flip=True), size=56)
     images = _images(24, 96)
     draws = views.draw(torch.Generator().manual_seed(4), 24, 96, 96, restoring=True)
-    out = views.render(images, draws)
+    out = views.render(images, draws, per_image=per_image)
     for index, (view_draws, distortion) in enumerate(draws):
         for i in range(24):
             params = _params(view_draws, i)
@@ -144,6 +153,23 @@ def test_each_view_of_a_batch_is_the_per_image_recipe_applied_to_its_draws(recip
                 torch.testing.assert_close(out["target"][i], target, atol=1e-6, rtol=0)
     kinds = set(draws[0][1].kind.tolist()) | set(draws[1][1].kind.tolist())
     assert kinds == {bd.NONE, bd.CUTOUT, bd.OUTPAINT, bd.SHUFFLE}  # every distortion was rendered and checked
+
+
+@pytest.mark.parametrize("brightness_first", [True, False])
+@pytest.mark.parametrize(("brightness", "contrast"), [(1.35, 0.7), (1.35, 1.3), (0.65, 1.3), (1.0, 0.8)])
+@pytest.mark.parametrize("solarize", [False, True])
+def test_the_level_table_is_torchvisions_jitter_and_solarisation_of_each_level(brightness, contrast,
+                                                                              brightness_first, solarize):
+    """Including a brightness above 1 that clips the crop's brightest levels before the contrast takes its mean
+    (the histogram branch), and one that clips none of a darker crop (the mean-level branch)."""
+    for high in (255, 150):
+        levels = _images(1, 64)[0].clamp(max=high).numpy()
+        table = torch.from_numpy(level_table(levels, brightness, contrast, brightness_first, solarize))
+        image = torch.from_numpy(levels).float().div(255.0)[None]
+        ops = [("brightness", brightness), ("contrast", contrast)]
+        params = ViewParams((0, 0, 64, 64), False, tuple(ops if brightness_first else ops[::-1]), None, solarize)
+        expected = photometric(image, params)[0]
+        torch.testing.assert_close(table[torch.from_numpy(levels).long()], expected, atol=1e-6, rtol=0)
 
 
 def test_without_restoration_there_is_no_target_and_no_distortion(recipe, probabilities):

@@ -1,0 +1,140 @@
+"""A batch's drawn views rendered on a CPU: image by image, each step on one view that stays in cache.
+
+The batched tensor ops of :mod:`dira.data.batch_views` suit a GPU; on a CPU each of their ~30 passes streams
+the whole batch through memory (12.8 MB of float views at batch 64), and the gathers that pick the views a
+step applies to copy them out and back. Here every view is finished before the next starts, in a few calls
+that touch ~250 KB: the uint8 crop resize (:func:`dira.data.crop_resample.resize_uint8`), the flip on those
+8 bits, then brightness, contrast and (unblurred) solarisation as one 256-entry table from uint8 to float
+(both are per-pixel maps of the crop's levels, and the contrast's mean is the crop's level histogram weighted
+by the brightness table), OpenCV's separable Gaussian filter with torchvision's kernel and reflected borders,
+and the distortions as slice assignments. The values are those of the batched ops to float rounding
+(tests/pretrain/test_batch_views.py renders both); ``benchmarks/views.py`` measures both.
+
+Flipping before the photometric steps instead of after changes nothing: jitter and solarisation act per pixel,
+and a Gaussian blur with reflected borders is symmetric.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import TYPE_CHECKING
+
+import cv2
+import numpy as np
+import torch
+
+from dira.data.batch_distortions import CUTOUT, OUTPAINT, SHUFFLE, DistortionDraws
+from dira.data.crop_resample import resize_crop_uint8
+from dira.data.distortions import REFERENCE_SIZE
+from dira.data.views import SOLARIZE_THRESHOLD
+
+if TYPE_CHECKING:
+    from dira.data.batch_views import ViewDraws
+
+# Level v as a float: exactly uint8 -> float32 / 255, as the batched path converts.
+LEVELS = np.arange(256, dtype=np.float32) / np.float32(255.0)
+_LEVELS64 = LEVELS.astype(np.float64)
+
+
+def _clamp(table: np.ndarray) -> np.ndarray:
+    return np.minimum(np.maximum(table, 0.0, out=table), 1.0, out=table)  # np.clip costs 5x more on 256 values
+
+
+def level_table(levels: np.ndarray, brightness: float, contrast: float, brightness_first: bool,
+                solarize: bool) -> np.ndarray:
+    """(256,) float32: what brightness, contrast (blend with the image mean) and solarisation make of each level.
+
+    torchvision's adjust_brightness / adjust_contrast of a float image, each clamped to [0, 1], in the drawn
+    order; the mean the contrast blends with is that of its input: the mean level of the uint8 crop
+    ``levels``, times the brightness factor when that came first and clipped nothing, else the crop's level
+    histogram weighted by the brightness table.
+    """
+    table, mean_scale = _LEVELS64.copy(), 1.0
+    for step in ("brightness", "contrast") if brightness_first else ("contrast", "brightness"):
+        if step == "brightness":
+            _clamp(np.multiply(table, brightness, out=table))
+            mean_scale = brightness
+        elif contrast != 1.0:
+            if mean_scale > 1.0 and cv2.minMaxLoc(levels)[1] * mean_scale > 255.0:
+                histogram = cv2.calcHist([levels], [0], None, [256], [0, 256]).ravel()
+                mean = float(histogram.astype(np.float64) @ table) / levels.size
+            else:
+                mean = mean_scale * cv2.mean(levels)[0] / 255.0
+            _clamp(np.add(np.multiply(table, contrast, out=table), (1.0 - contrast) * mean, out=table))
+    if solarize:
+        table = np.where(table >= SOLARIZE_THRESHOLD, 1.0 - table, table)
+    return table.astype(np.float32)
+
+
+def gaussian_kernel(sigma: float) -> np.ndarray:
+    """torchvision's gaussian_blur kernel: 2 ceil(3σ) + 1 taps of exp(-x² / 2σ²), normalised (OpenCV computes
+    it in double for any σ > 0)."""
+    return cv2.getGaussianKernel(2 * math.ceil(3 * sigma) + 1, sigma, cv2.CV_32F)
+
+
+class _Distortions:
+    """A batch's distortion draws as Python lists, read once: per-image tensor indexing costs more than a cut."""
+
+    def __init__(self, draws: DistortionDraws):
+        self.kind = draws.kind.tolist()
+        self.boxes = [[b for b, on in zip(boxes, active, strict=True) if on]
+                      for boxes, active in zip(draws.boxes.tolist(), draws.active.tolist(), strict=True)]
+        self.pairs = [[p for p, on in zip(pairs, active, strict=True) if on]
+                      for pairs, active in zip(draws.pairs.tolist(), draws.pair_active.tolist(), strict=True)]
+
+    def apply(self, view: np.ndarray, i: int) -> None:
+        """Image ``i``'s distortion on its (H, W) float view: boxes zeroed or kept, pairs swapped in order."""
+        kind = self.kind[i]
+        if kind == CUTOUT:
+            for y, x, h, w in self.boxes[i]:
+                view[y:y + h, x:x + w] = 0.0
+        elif kind == OUTPAINT:
+            kept = [view[y:y + h, x:x + w].copy() for y, x, h, w in self.boxes[i]]
+            view[:] = 0.0
+            for (y, x, h, w), block in zip(self.boxes[i], kept, strict=True):
+                view[y:y + h, x:x + w] = block
+        elif kind == SHUFFLE:
+            for y1, x1, y2, x2, h, w in self.pairs[i]:
+                block = view[y1:y1 + h, x1:x1 + w].copy()
+                view[y1:y1 + h, x1:x1 + w] = view[y2:y2 + h, x2:x2 + w]
+                view[y2:y2 + h, x2:x2 + w] = block
+
+
+def _as_float(levels: np.ndarray, out: np.ndarray) -> None:
+    """uint8 -> float32 / 255 into ``out``: the batched path's conversion, bit for bit."""
+    torch.from_numpy(out).copy_(torch.from_numpy(levels)).div_(255.0)
+
+
+def render_view(images: torch.Tensor, draws: ViewDraws, distortion: DistortionDraws | None, size: int,
+                interpolation: str, target_flip: torch.Tensor | None = None
+                ) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """(B, 1, size, size) float32 views of uint8 (B, H, W) CPU ``images`` and, given ``target_flip`` (B,) bool
+    (which targets are flipped), the restoration targets: each image's crop as a float, before the rest."""
+    n = images.shape[0]
+    views = torch.empty((n, 1, size, size), dtype=torch.float32)
+    targets = torch.empty_like(views) if target_flip is not None else None
+    target_flips = target_flip.tolist() if target_flip is not None else None
+    distortions = _Distortions(distortion) if distortion is not None else None
+    out, target_out = views.numpy(), targets.numpy() if targets is not None else None
+    per_image = zip(draws.crops.tolist(), draws.flip.tolist(), draws.brightness.tolist(), draws.contrast.tolist(),
+                    draws.brightness_first.tolist(), draws.blur_sigma.tolist(), draws.solarize.tolist(), strict=True)
+    for i, ((top, left, h, w), flip, brightness, contrast, brightness_first, sigma, solarize) in enumerate(per_image):
+        crop = resize_crop_uint8(images[i], (top, left, h, w), size, interpolation).numpy()
+        flipped = cv2.flip(crop, 1) if flip else crop
+        if target_out is not None:
+            _as_float(flipped if target_flips[i] else crop, target_out[i, 0])
+        view = out[i, 0]
+        tabled_solarize = solarize and not sigma
+        if brightness != 1.0 or contrast != 1.0 or tabled_solarize:
+            cv2.LUT(flipped, level_table(flipped, brightness, contrast, brightness_first, tabled_solarize), dst=view)
+        else:
+            _as_float(flipped, view)
+        if sigma:
+            kernel = gaussian_kernel(sigma * size / REFERENCE_SIZE)
+            cv2.sepFilter2D(view, cv2.CV_32F, kernel, kernel, dst=view, borderType=cv2.BORDER_REFLECT_101)
+            np.clip(view, 0.0, 1.0, out=view)
+            if solarize:
+                np.copyto(view, 1.0 - view, where=view >= SOLARIZE_THRESHOLD)
+        if distortions is not None:
+            distortions.apply(view, i)
+    return views, targets

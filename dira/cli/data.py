@@ -20,6 +20,8 @@ def register(sub: argparse._SubParsersAction) -> None:
                         "default: the config's")
     p.add_argument("--image-size", type=int, help="side of the written images; default: the config's")
     p.add_argument("--seed", type=int, help="writer seed; default: the config's")
+    p.add_argument("--stamp", metavar="JSON", help="once the set is complete, also record it in this file outside "
+                                                   "the set (what the workflow waits for)")
     add_settings_options(p)
     p.set_defaults(func=_synth)
 
@@ -69,6 +71,10 @@ def _synth(args: argparse.Namespace) -> None:
                  count=args.count if args.count is not None else synthetic[count_key],
                  image_size=args.image_size if args.image_size is not None else synthetic["image_size"],
                  seed=args.seed if args.seed is not None else synthetic["seed"])
+    if args.stamp:
+        from dira.data.synthetic.claim import write_stamp
+
+        write_stamp(Path(args.out, DATASETS[args.dataset].synthetic_subfolder), Path(args.stamp), args.dataset)
 
 
 def _download(args: argparse.Namespace) -> None:

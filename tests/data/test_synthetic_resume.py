@@ -1,14 +1,16 @@
 """A `dira synth` cut short (pre-empted, killed) is recognised as its own and completed by a rerun, never refused
-as a real dataset and never left looking complete."""
+as a real dataset and never left looking complete; a rerun over its own complete set rewrites the same bytes."""
 
 from __future__ import annotations
 
 import hashlib
 import importlib
+import json
 from pathlib import Path
 
 import pytest
 
+from dira.cli import main
 from dira.data.sources.markers import SYNTHETIC_MARKER, WRITING_MARKER
 from dira.registry import DATASETS
 
@@ -74,3 +76,25 @@ def test_a_rewrite_cut_short_drops_the_old_completion_marker(name, tmp_path, mon
     _interrupted(name, tmp_path / "set", monkeypatch)
     assert not (root / SYNTHETIC_MARKER).exists(), "the earlier set's marker would vouch for a half-rewritten one"
     assert (root / WRITING_MARKER).is_file()
+
+
+@pytest.mark.parametrize("name", sorted(SMALL))
+def test_a_rerun_over_its_own_complete_set_rewrites_the_same_bytes(name, tmp_path):
+    # what the workflow's rerun does after a kill between the writer's last file and Snakemake's record of the job
+    _write(name, tmp_path / "set")
+    before = _digest(tmp_path / "set")
+    _write(name, tmp_path / "set")
+    assert _digest(tmp_path / "set") == before
+
+
+def test_the_stamp_records_the_complete_set_outside_it_and_is_rewritten_alike(tmp_path):
+    out, stamp = tmp_path / "raw", tmp_path / "located/montgomery.json"
+    command = ["synth", "montgomery", "--out", str(out), "--count", "3", "--image-size", "32", "--stamp", str(stamp)]
+    assert main(command) == 0
+    root = out / DATASETS["montgomery"].synthetic_subfolder
+    recorded = json.loads(stamp.read_text())
+    assert recorded == {"dataset": "montgomery", "root": str(root),
+                        "synthetic": json.loads((root / SYNTHETIC_MARKER).read_text())}
+    first = stamp.read_bytes()
+    assert main(command) == 0  # the workflow's rerun of a job it did not see finish
+    assert stamp.read_bytes() == first and not list(stamp.parent.glob(".*.tmp"))

@@ -110,6 +110,29 @@ def kill_mid_job(proc: subprocess.Popen, command: str, after: float, timeout: fl
     return landed
 
 
+def kill_after_job(proc: subprocess.Popen, command: str, timeout: float = 300) -> bool:
+    """Wait for the `dira <command>` job, stop Snakemake (SIGSTOP), let the job run to its end, then SIGKILL the tree.
+
+    This lands the kill in the window between a job's end and Snakemake's record of it, every time: the job wrote
+    everything, Snakemake recorded nothing. Returns whether the job was still running when Snakemake stopped."""
+    deadline = time.monotonic() + timeout
+    job = None
+    while job is None:
+        if proc.poll() is not None or time.monotonic() > deadline:
+            return False
+        job = find_job(proc, command)
+        time.sleep(0.02)
+    os.kill(proc.pid, signal.SIGSTOP)
+    try:
+        running = job.is_running() and job.status() != psutil.STATUS_ZOMBIE
+        if running:
+            job.wait(timeout=max(deadline - time.monotonic(), 1))
+    except psutil.NoSuchProcess:
+        running = False
+    kill_tree(proc)  # SIGKILL ends a stopped process too
+    return running
+
+
 def files_under(root: Path) -> list[Path]:
     return sorted(p.relative_to(root) for p in root.rglob("*") if p.is_file())
 

@@ -11,7 +11,8 @@ from faultlib import NASTY, REPO
 def test_nasty_folder_and_dataset_roots_run_every_stage_and_nothing_is_executed(nasty_run):
     workdir, _ = nasty_run
     for name in ("chestxray14", "luna16"):
-        assert (workdir / f"raw {NASTY}" / name / "dira_synthetic.json").is_file()
+        assert (workdir / f"raw {NASTY}" / name / "dira_synthetic.json").is_file()  # the set's own marker
+        assert (workdir / f"data/located/{name}.json").is_file()  # the stamp its job declares, outside the set
     assert (workdir / "results/tables/transfer.csv").is_file()
     assert (workdir / "results/tables/table5_localization.csv").is_file()
     assert (workdir / "results/report.html").is_file()

@@ -69,6 +69,24 @@ def test_a_located_real_dataset_is_recorded_and_prepared(snakemake, tmp_path):
     assert marker["root"] == str((tmp_path / "raw/MontgomerySet").resolve()) and "CXR_png" in marker["layout"]
 
 
+def test_a_synthetic_set_is_recorded_outside_it_so_a_forced_rerun_rewrites_it(snakemake, tmp_path):
+    # Snakemake deletes a job's declared output before it reruns the job (forced, or after a kill it did not see
+    # end): that output is the stamp in data/located/, never the set's own marker, so the rerun finds its own set
+    (tmp_path / "tiny.yaml").write_text("datasets: {montgomery: {source: synthetic, root: data/raw/montgomery/"
+                                        "MontgomerySet, synthetic: {images: 10, image_size: 64}}}\n")
+    args = ["data/located/montgomery.json", "--cores", "1", "--configfile", str(tmp_path / "tiny.yaml")]
+    done = snakemake(tmp_path, *args)
+    assert done.returncode == 0, done.stdout[-3000:]
+    root = tmp_path / "data/raw/montgomery/MontgomerySet"
+    stamp = json.loads((tmp_path / "data/located/montgomery.json").read_text())
+    assert stamp["root"] == "data/raw/montgomery/MontgomerySet"
+    assert stamp["synthetic"] == json.loads((root / "dira_synthetic.json").read_text())
+    before = {p: p.read_bytes() for p in sorted(root.rglob("*")) if p.is_file()}
+    again = snakemake(tmp_path, *args, "--forcerun", "synth_montgomery")
+    assert again.returncode == 0 and "rule synth_montgomery:" in again.stdout, again.stdout[-3000:]
+    assert {p: p.read_bytes() for p in sorted(root.rglob("*")) if p.is_file()} == before
+
+
 def test_wrong_type_and_unknown_key_stop_with_the_key_named(snakemake, tmp_path):
     done = snakemake(tmp_path, "-n", "--config", "runs=abc")
     assert done.returncode != 0 and "runs: 'abc' is not of type 'array'" in done.stdout

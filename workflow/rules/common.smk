@@ -129,15 +129,16 @@ def dataset_root(name):
 
 
 def located(name):
-    """Marker written by `dira locate` once a real dataset is found in place (kept out of the dataset's folder)."""
+    """Marker that a dataset is in place: written by `dira locate` once the real one is found, or by `dira synth
+    --stamp` once the synthetic one is complete. It is kept out of the dataset's folder: Snakemake deletes the
+    output of a job it did not see finish, and no file of a dataset may go that way."""
     return f"data/located/{name}.json"
 
 
 def raw_inputs(name):
-    """What prepare waits for: the synthetic writer's completion marker, or the marker of the located real data."""
-    if config["datasets"][name]["source"] == "synthetic":
-        return [f"{dataset_root(name)}/dira_synthetic.json"]
-    if name == "pe" and config["datasets"]["pe"]["pe_cad"]["splits_dir"]:
+    """What prepare waits for: the dataset's marker in data/located/, whatever its source."""
+    settings = config["datasets"][name]
+    if settings["source"] == "real" and name == "pe" and settings["pe_cad"]["splits_dir"]:
         return []  # the private PE-CAD has no fixed layout to locate: `dira prepare pe` checks its files
     return [located(name)]
 
@@ -151,9 +152,9 @@ def locate_options(name):
     return " ".join(flags)
 
 
-def synthetic_out(name, marker):
-    """Where `dira synth` must write so that the dataset lands in its configured root (the marker's folder)."""
-    root = Path(marker).parent
+def synthetic_out(name):
+    """Where `dira synth` must write so that the dataset lands in its configured root."""
+    root = Path(dataset_root(name))
     sub = registry.DATASETS[name].synthetic_subfolder
     if not sub:
         return str(root)

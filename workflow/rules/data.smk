@@ -1,6 +1,8 @@
 # Data stage: write each synthetic stand-in, or find (and, where configured, download) each real dataset,
-# then preprocess every dataset the study needs into HDF5 caches. Real data are only ever read: no rule
-# declares a file under a real dataset's root as its output, so no rerun can delete one.
+# then preprocess every dataset the study needs into HDF5 caches. No rule declares a file under a dataset's root
+# as its output, so no rerun can delete one: real data are only ever read, and the synthetic writer's job is
+# recorded by a stamp in data/located/ beside the real sets' markers (Snakemake deletes the output of a job it
+# did not see finish: were that the set's own completion marker, `dira synth` would refuse the set it left).
 
 for _name in DATASETS:
     if config["datasets"][_name]["source"] == "synthetic":
@@ -9,17 +11,18 @@ for _name in DATASETS:
             name:
                 f"synth_{_name}"
             output:
-                marker=f"{dataset_root(_name)}/dira_synthetic.json",
+                marker=located(_name),
             params:
                 dataset=_name,
-                out=lambda wildcards, output, name=_name: synthetic_out(name, output.marker),
+                out=lambda wildcards, name=_name: synthetic_out(name),
                 settings=job_settings("synth", dataset=_name),
             log:
                 f"logs/data/synth_{_name}.log",
             conda:
                 "../envs/dira.yaml"
             shell:
-                "dira synth {params.dataset} --out {params.out:q} --settings {params.settings:q} > {log:q} 2>&1"
+                "dira synth {params.dataset} --out {params.out:q} --stamp {output.marker:q}"
+                " --settings {params.settings:q} > {log:q} 2>&1"
 
     else:
 

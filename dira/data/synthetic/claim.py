@@ -3,10 +3,15 @@
 A writer marks its root before the first file and swaps that mark for the completion marker after the last, so
 the folder says at every instant whose it is: a writer killed half-way (pre-emption, SIGKILL) leaves the writing
 mark, and the rerun recognises its own partial set instead of refusing it as what looks like a real dataset.
+
+The workflow waits on a stamp outside the set (``write_stamp``), never on the set's own marker: Snakemake deletes
+the declared output of a job it did not see finish, and losing the completion marker that way (a kill after the
+writer finished, before Snakemake recorded it) would leave data files without either mark, refused as a real copy.
 """
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Any
 
@@ -30,3 +35,11 @@ def finish_writing(root: Path, summary: dict[str, Any]) -> None:
     """Write the completion marker (the set's settings and counts), then drop the writing mark."""
     write_json(root / SYNTHETIC_MARKER, summary)
     (root / WRITING_MARKER).unlink(missing_ok=True)
+
+
+def write_stamp(root: Path, stamp: Path, dataset: str) -> None:
+    """Record, in ``stamp`` outside ``root``, that the set there is complete: its completion marker's summary.
+
+    It holds no time, so a rerun over the same set, to the same root, writes the same bytes."""
+    summary = json.loads((root / SYNTHETIC_MARKER).read_text())
+    write_json(stamp, {"dataset": dataset, "root": str(root), "synthetic": summary})

@@ -34,7 +34,7 @@ def locate(name: str, root: Path, out: Path, *, download: bool = False, require:
         raise InputError(f"{root}: {entry.title} is there, but the configuration also needs {', '.join(missing)}")
     listed = {}
     for relative in (*entry.layout, *require):
-        path = next((root / sub / relative for sub in ("", *entry.also_under) if (root / sub / relative).exists()))
+        path = next(root / sub / relative for sub in ("", *entry.also_under) if (root / sub / relative).exists())
         stat = path.stat()
         listed[str(path.relative_to(root))] = {"bytes": stat.st_size if path.is_file() else None,
                                                "mtime_ns": stat.st_mtime_ns}

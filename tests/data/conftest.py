@@ -20,7 +20,8 @@ SPEC = SimpleNamespace(patients=40, png_size=96, seed=3, cache_size=32)
 
 
 def _prepare_config(cache_size: int = SPEC.cache_size, **prepare) -> dict:
-    return {"prepare": {"workers": 1, **prepare}, "datasets": {name: {"cache_size": cache_size} for name in IMAGE_DATASETS}}
+    datasets = {name: {"cache_size": cache_size} for name in IMAGE_DATASETS}
+    return {"prepare": {"workers": 1, **prepare}, "datasets": datasets}
 
 
 @pytest.fixture(scope="session")

@@ -13,13 +13,12 @@ from pathlib import Path
 import h5py
 import numpy as np
 import pytest
+from test_luna16_prepare import CUBE_FILES, FPR_FILES, SCANS, config, raw  # noqa: F401 (raw: the shared raw-set fixture)
 
 from dira.cli import main
 from dira.data.prepare import gather_dataset, prepare_dataset
 from dira.data.prepare.shards import Shard
 from dira.errors import InputError
-
-from test_luna16_prepare import CUBE_FILES, FPR_FILES, SCANS, config, raw  # noqa: F401 (raw: the shared raw-set fixture)
 
 FILES = (*CUBE_FILES, *FPR_FILES)
 
@@ -39,7 +38,7 @@ def attrs(path: Path) -> dict[str, str]:
 
 
 @pytest.fixture(scope="module")
-def damaged(raw, tmp_path_factory) -> Path:
+def damaged(raw, tmp_path_factory) -> Path:  # noqa: F811 (the imported fixture)
     """The raw set with one scan's .raw truncated, to be skipped and reported."""
     copy = Path(shutil.copytree(raw, tmp_path_factory.mktemp("damaged") / "raw"))
     victim = sorted(copy.glob("subset3/*.raw"))[0]

@@ -19,8 +19,8 @@ import numpy as np
 import pytest
 from scipy.spatial import cKDTree
 
-from dira.data.prepare.volume_crops import CropSettings
 from dira.data.prepare.pe import ScanSource, prepare_pe, split_patients
+from dira.data.prepare.volume_crops import CropSettings
 from dira.data.sources.pe import (
     CAD_PE_URL,
     CadPeCase,

@@ -8,9 +8,8 @@ resized to ``--size`` px, antialiased bilinear, on one thread. Rows:
 - ``uint8 F.interpolate``: the one-channel uint8 crop through the same call (torch's scalar uint8 kernel);
 - ``resize_crop_uint8``: :func:`dira.data.crop_resample.resize_crop_uint8` on the image and the box, as the
   views call it: four grey columns read as one RGBA pixel so that torch's vectorised uint8 kernel serves each
-  pass, written into a channels-last buffer, an OpenCV transpose between the passes, the first pass over the
-  crop's rows at full width when the crop is not much narrower; a crop enlarged on both sides (none of a
-  1024² source at 224 px) goes through OpenCV's bilinear resize.
+  pass, written into a channels-last buffer, an OpenCV transpose between the passes; a crop enlarged on both
+  sides (none of a 1024² source at 224 px) goes through OpenCV's bilinear resize.
 
 Rounds alternate the rows so that a shared machine's load hits them alike; medians over rounds. Speed is
 measured here, never asserted in tests.

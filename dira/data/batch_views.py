@@ -23,7 +23,7 @@ import torch
 import torch.nn.functional as F
 
 from dira.data.batch_distortions import DistortionDraws, apply_distortions, draw_distortions
-from dira.data.cpu_views import render_view
+from dira.data.cpu_views import render_views
 from dira.data.crop_resample import resample_crops
 from dira.data.distortions import REFERENCE_SIZE
 from dira.data.view_recipe import Pair, ViewRecipe
@@ -202,15 +202,9 @@ class TwoViewBatch:
 
     def _render_per_image(self, images: torch.Tensor, draws: list[tuple[ViewDraws, DistortionDraws | None]]
                           ) -> dict[str, torch.Tensor]:
-        out: dict[str, torch.Tensor] = {}
-        for index, (view, distortion) in enumerate(draws):
-            restoring = index == 0 and distortion is not None
-            follows = view.flip & self.restoration.target_follows_flip if restoring else None
-            out[f"view{index + 1}"], target = render_view(images, view, distortion, self.size,
-                                                          self.recipe.interpolation, follows)
-            if target is not None:
-                out["target"] = target
-        return out
+        restoring = draws[0][1] is not None
+        follows = draws[0][0].flip & self.restoration.target_follows_flip if restoring else None
+        return render_views(images, draws, self.size, self.recipe.interpolation, follows)
 
     def __call__(self, batch: dict[str, torch.Tensor], generator: torch.Generator,
                  restoring: bool) -> dict[str, torch.Tensor]:

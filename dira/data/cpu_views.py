@@ -7,7 +7,8 @@ that touch ~250 KB: the uint8 crop resize (:func:`dira.data.crop_resample.resize
 8 bits, then brightness, contrast and (unblurred) solarisation as one 256-entry table from uint8 to float
 (both are per-pixel maps of the crop's levels, and the contrast's mean is the crop's level histogram weighted
 by the brightness table), OpenCV's separable Gaussian filter with torchvision's kernel and reflected borders,
-and the distortions as slice assignments. The values are those of the batched ops to float rounding
+and the distortions as slice assignments. Both views of an image are made in turn, so the second crop reads
+a source the first left in cache. The values are those of the batched ops to float rounding
 (tests/pretrain/test_batch_views.py renders both); ``benchmarks/views.py`` measures both.
 
 Flipping before the photometric steps instead of after changes nothing: jitter and solarisation act per pixel,
@@ -46,8 +47,7 @@ def level_table(levels: np.ndarray, brightness: float, contrast: float, brightne
 
     torchvision's adjust_brightness / adjust_contrast of a float image, each clamped to [0, 1], in the drawn
     order; the mean the contrast blends with is that of its input: the mean level of the uint8 crop
-    ``levels``, times the brightness factor when that came first and clipped nothing, else the crop's level
-    histogram weighted by the brightness table.
+    ``levels`` times the brightness factor when that came first, the levels it clipped counted as 1.
     """
     table, mean_scale = _LEVELS64.copy(), 1.0
     for step in ("brightness", "contrast") if brightness_first else ("contrast", "brightness"):
@@ -55,11 +55,12 @@ def level_table(levels: np.ndarray, brightness: float, contrast: float, brightne
             _clamp(np.multiply(table, brightness, out=table))
             mean_scale = brightness
         elif contrast != 1.0:
-            if mean_scale > 1.0 and cv2.minMaxLoc(levels)[1] * mean_scale > 255.0:
-                histogram = cv2.calcHist([levels], [0], None, [256], [0, 256]).ravel()
-                mean = float(histogram.astype(np.float64) @ table) / levels.size
-            else:
-                mean = mean_scale * cv2.mean(levels)[0] / 255.0
+            mean = mean_scale * cv2.mean(levels)[0] / 255.0
+            if mean_scale > 1.0:  # the levels above 255 / b were clipped to 1: count those as 1, not b v / 255
+                above = cv2.threshold(levels, math.floor(255.0 / mean_scale), 0, cv2.THRESH_TOZERO)[1]
+                clipped = cv2.countNonZero(above)
+                if clipped:
+                    mean += (clipped - mean_scale * cv2.sumElems(above)[0] / 255.0) / levels.size
             _clamp(np.add(np.multiply(table, contrast, out=table), (1.0 - contrast) * mean, out=table))
     if solarize:
         table = np.where(table >= SOLARIZE_THRESHOLD, 1.0 - table, table)
@@ -105,36 +106,51 @@ def _as_float(levels: np.ndarray, out: np.ndarray) -> None:
     torch.from_numpy(out).copy_(torch.from_numpy(levels)).div_(255.0)
 
 
-def render_view(images: torch.Tensor, draws: ViewDraws, distortion: DistortionDraws | None, size: int,
-                interpolation: str, target_flip: torch.Tensor | None = None
-                ) -> tuple[torch.Tensor, torch.Tensor | None]:
-    """(B, 1, size, size) float32 views of uint8 (B, H, W) CPU ``images`` and, given ``target_flip`` (B,) bool
-    (which targets are flipped), the restoration targets: each image's crop as a float, before the rest."""
+class _ViewPlan:
+    """One view's draws for a batch as Python lists (read once), and the batch's output for it."""
+
+    def __init__(self, draws: ViewDraws, distortion: DistortionDraws | None, n: int, size: int):
+        self.per_image = list(zip(draws.crops.tolist(), draws.flip.tolist(), draws.brightness.tolist(),
+                                  draws.contrast.tolist(), draws.brightness_first.tolist(),
+                                  draws.blur_sigma.tolist(), draws.solarize.tolist(), strict=True))
+        self.distortions = _Distortions(distortion) if distortion is not None else None
+        self.views = torch.empty((n, 1, size, size), dtype=torch.float32)
+
+
+def render_views(images: torch.Tensor, draws: list[tuple[ViewDraws, DistortionDraws | None]], size: int,
+                 interpolation: str, target_flip: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
+    """``view1``, ``view2`` (B, 1, size, size) float32 of uint8 (B, H, W) CPU ``images`` and, given
+    ``target_flip`` (B,) bool (which targets are flipped), ``target``: view 1's crop as a float, before the rest.
+
+    Image by image, both views in turn, so that the second crop reads a source the first left in cache.
+    """
     n = images.shape[0]
-    views = torch.empty((n, 1, size, size), dtype=torch.float32)
-    targets = torch.empty_like(views) if target_flip is not None else None
+    plans = [_ViewPlan(view, distortion, n, size) for view, distortion in draws]
+    targets = torch.empty_like(plans[0].views) if target_flip is not None else None
     target_flips = target_flip.tolist() if target_flip is not None else None
-    distortions = _Distortions(distortion) if distortion is not None else None
-    out, target_out = views.numpy(), targets.numpy() if targets is not None else None
-    per_image = zip(draws.crops.tolist(), draws.flip.tolist(), draws.brightness.tolist(), draws.contrast.tolist(),
-                    draws.brightness_first.tolist(), draws.blur_sigma.tolist(), draws.solarize.tolist(), strict=True)
-    for i, ((top, left, h, w), flip, brightness, contrast, brightness_first, sigma, solarize) in enumerate(per_image):
-        crop = resize_crop_uint8(images[i], (top, left, h, w), size, interpolation).numpy()
-        flipped = cv2.flip(crop, 1) if flip else crop
-        if target_out is not None:
-            _as_float(flipped if target_flips[i] else crop, target_out[i, 0])
-        view = out[i, 0]
-        tabled_solarize = solarize and not sigma
-        if brightness != 1.0 or contrast != 1.0 or tabled_solarize:
-            cv2.LUT(flipped, level_table(flipped, brightness, contrast, brightness_first, tabled_solarize), dst=view)
-        else:
-            _as_float(flipped, view)
-        if sigma:
-            kernel = gaussian_kernel(sigma * size / REFERENCE_SIZE)
-            cv2.sepFilter2D(view, cv2.CV_32F, kernel, kernel, dst=view, borderType=cv2.BORDER_REFLECT_101)
-            np.clip(view, 0.0, 1.0, out=view)
-            if solarize:
-                np.copyto(view, 1.0 - view, where=view >= SOLARIZE_THRESHOLD)
-        if distortions is not None:
-            distortions.apply(view, i)
-    return views, targets
+    target_out = targets.numpy() if targets is not None else None
+    outs = [plan.views.numpy() for plan in plans]
+    for i in range(n):
+        for index, (plan, out) in enumerate(zip(plans, outs, strict=True)):
+            (top, left, h, w), flip, brightness, contrast, brightness_first, sigma, solarize = plan.per_image[i]
+            crop = resize_crop_uint8(images[i], (top, left, h, w), size, interpolation).numpy()
+            flipped = cv2.flip(crop, 1) if flip else crop
+            if index == 0 and target_out is not None:
+                _as_float(flipped if target_flips[i] else crop, target_out[i, 0])
+            view = out[i, 0]
+            tabled_solarize = solarize and not sigma
+            if brightness != 1.0 or contrast != 1.0 or tabled_solarize:
+                cv2.LUT(flipped, level_table(flipped, brightness, contrast, brightness_first, tabled_solarize),
+                        dst=view)
+            else:
+                _as_float(flipped, view)
+            if sigma:
+                kernel = gaussian_kernel(sigma * size / REFERENCE_SIZE)
+                cv2.sepFilter2D(view, cv2.CV_32F, kernel, kernel, dst=view, borderType=cv2.BORDER_REFLECT_101)
+                cv2.min(view, 1.0, dst=view)  # a normalised positive kernel: never below 0, above 1 by rounding
+                if solarize:
+                    np.copyto(view, 1.0 - view, where=view >= SOLARIZE_THRESHOLD)
+            if plan.distortions is not None:
+                plan.distortions.apply(view, i)
+    out = {f"view{index + 1}": plan.views for index, plan in enumerate(plans)}
+    return out if targets is None else {"target": targets, **out}

@@ -23,7 +23,6 @@ import numpy as np
 import torch
 
 FILTER_TAPS = {"bilinear": 2, "bicubic": 4}  # torch's interp_size: the filter's support in input pixels at scale 1
-FULL_ROWS = 1.5  # read whole rows up to this many times the crop's width (measured: benchmarks/crop_resize.py)
 CUBIC_A = -0.5  # torch's antialiased bicubic (as PIL's), not the -0.75 of its plain bicubic
 
 
@@ -90,23 +89,15 @@ def resize_crop_uint8(image: torch.Tensor, crop: tuple[int, int, int, int], size
 
     Rows first (the pass that shrinks the data most cheaply), then columns, an OpenCV transpose after each.
     PIL and torch's one-channel kernel take the columns first: the 8-bit rounding between the passes then
-    differs by at most one level. The first pass reads the crop's rows at the image's full width where those
-    are contiguous and the crop is not much narrower (the extra columns cost less than copying the crop out),
-    and the columns are cut after it. A bilinear crop no larger than the output on either side is only
-    enlarged, where the antialiased filter is plain bilinear interpolation (a triangle of one pixel's support,
-    edges clamped): OpenCV's, whose 11-bit weights are within one level of torch's too.
+    differs by at most one level. A bilinear crop no larger than the output on either side is only enlarged,
+    where the antialiased filter is plain bilinear interpolation (a triangle of one pixel's support, edges
+    clamped): OpenCV's, whose 11-bit weights are within one level of torch's too.
     """
     top, left, height, width = crop
-    pixels = image.numpy()
+    region = image.numpy()[top:top + height, left:left + width]
     if interpolation == "bilinear" and height <= size and width <= size:
-        region = pixels[top:top + height, left:left + width]
         return torch.from_numpy(cv2.resize(region, (size, size), interpolation=cv2.INTER_LINEAR))
-    full_width = pixels.flags.c_contiguous and pixels.shape[1] % 4 == 0 and pixels.shape[1] <= FULL_ROWS * width
-    if full_width:
-        across = cv2.transpose(_resize_rows(pixels[top:top + height], size, interpolation))[left:left + width]
-    else:
-        region = pixels[top:top + height, left:left + width]
-        across = cv2.transpose(_resize_rows(region, size, interpolation))[:width]  # (w, size)
+    across = cv2.transpose(_resize_rows(region, size, interpolation))[:width]  # (w, size)
     return torch.from_numpy(cv2.transpose(_resize_rows(across, size, interpolation))[:size])
 
 

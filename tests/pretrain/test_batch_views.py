@@ -117,8 +117,7 @@ def test_the_uint8_resize_is_within_one_level_of_torchs_and_of_the_float_filter(
     ours = resize_uint8(sawtooth, 224, "bilinear")
     assert ours.dtype == torch.uint8 and ours.shape == (224, 224)
     assert (ours.int() - expected[0, 0].int()).abs().max() <= 1  # torch takes the columns first: other roundings
-    # As the views call it, on the whole image: (800, 803) reads its rows at the full 1024 px, (13, 97) and
-    # (224, 224) are only enlarged (OpenCV's bilinear), (225, 230) is copied out of the image.
+    # As the views call it, on the whole image: (13, 97) and (224, 224) are only enlarged (OpenCV's bilinear).
     in_place = resize_crop_uint8(_images(1, 1024)[0], (5, 3, *shape), 224, "bilinear")
     assert (in_place.int() - expected[0, 0].int()).abs().max() <= 1
     # A cubic overshoots at sharp edges, and the clamp between two 8-bit passes depends on their order (PIL's is
@@ -131,8 +130,7 @@ def test_the_uint8_resize_is_within_one_level_of_torchs_and_of_the_float_filter(
 
 
 # per_image: dira.data.cpu_views (the CPU's renderer); batched: the tensor ops a GPU runs, here on CPU tensors.
-# The 96-px source at 56 px has crops enlarged on both sides (OpenCV's bilinear), crops read at the full width of
-# their rows and crops copied out (the first pass of resize_crop_uint8).
+# The 96-px source at 56 px has crops enlarged on both sides (OpenCV's bilinear) and crops shrunk (torch's).
 @pytest.mark.parametrize("per_image", [True, False], ids=["per_image", "batched"])
 def test_each_view_of_a_batch_is_the_per_image_recipe_applied_to_its_draws(recipe, probabilities, per_image):
     always = dataclasses.replace(recipe, jitter_prob=(0.7, 0.7), blur_prob=(0.6, 0.6), solarize_prob=(0.3, 0.3))

@@ -17,7 +17,11 @@ def resolve_device(name: str) -> torch.device:
 
 
 def configure_threads(threads: int) -> None:
-    """Cap torch's intra- and inter-op threads: Snakemake runs jobs side by side, each within its cores."""
+    """Cap torch's and OpenCV's threads: Snakemake runs jobs side by side, each within its cores (the CPU views
+    and the segmentation augmentations call OpenCV, whose own pool would take every core)."""
+    import cv2  # here, not at the top: most stages never touch it
+
+    cv2.setNumThreads(threads)
     torch.set_num_threads(threads)
     with contextlib.suppress(RuntimeError):  # already set in this process (tests run several commands)
         torch.set_num_interop_threads(max(1, min(threads, 2)))

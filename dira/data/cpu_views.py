@@ -3,13 +3,14 @@
 The batched tensor ops of :mod:`dira.data.batch_views` suit a GPU; on a CPU each of their ~30 passes streams
 the whole batch through memory (12.8 MB of float views at batch 64), and the gathers that pick the views a
 step applies to copy them out and back. Here every view is finished before the next starts, in a few calls
-that touch ~250 KB: the uint8 crop resize (:func:`dira.data.crop_resample.resize_uint8`), the flip on those
-8 bits, then brightness, contrast and (unblurred) solarisation as one 256-entry table from uint8 to float
-(both are per-pixel maps of the crop's levels, and the contrast's mean is the crop's level histogram weighted
-by the brightness table), OpenCV's separable Gaussian filter with torchvision's kernel and reflected borders,
-and the distortions as slice assignments. Both views of an image are made in turn, so the second crop reads
-a source the first left in cache. The values are those of the batched ops to float rounding
-(tests/pretrain/test_batch_views.py renders both); ``benchmarks/views.py`` measures both.
+that touch ~250 KB: the uint8 crop resize (:func:`dira.data.crop_resample.resize_crop_uint8`), the flip on
+those 8 bits, then brightness, contrast and (unblurred) solarisation as one 256-entry table from uint8 to float
+(all are per-pixel maps of the crop's levels; the contrast's mean is the crop's mean level, corrected for the
+levels a brightness above 1 clipped), OpenCV's separable Gaussian filter with torchvision's kernel and reflected
+borders, and the distortions as the per-image recipe's slice assignments (:mod:`dira.data.distortions`). Both
+views of an image are made in turn, so the second crop reads a source the first left in cache. The values are
+those of the batched ops to float rounding (tests/pretrain/test_batch_views.py renders both);
+``benchmarks/views.py`` measures both.
 
 Flipping before the photometric steps instead of after changes nothing: jitter and solarisation act per pixel,
 and a Gaussian blur with reflected borders is symmetric.
@@ -26,7 +27,7 @@ import torch
 
 from dira.data.batch_distortions import CUTOUT, OUTPAINT, SHUFFLE, DistortionDraws
 from dira.data.crop_resample import resize_crop_uint8
-from dira.data.distortions import REFERENCE_SIZE
+from dira.data.distortions import REFERENCE_SIZE, keep_only_boxes, swap_blocks, zero_boxes
 from dira.data.views import SOLARIZE_THRESHOLD
 
 if TYPE_CHECKING:
@@ -84,21 +85,14 @@ class _Distortions:
                       for pairs, active in zip(draws.pairs.tolist(), draws.pair_active.tolist(), strict=True)]
 
     def apply(self, view: np.ndarray, i: int) -> None:
-        """Image ``i``'s distortion on its (H, W) float view: boxes zeroed or kept, pairs swapped in order."""
+        """Image ``i``'s distortion on its (H, W) float view, rendered as the per-image recipe renders it."""
         kind = self.kind[i]
         if kind == CUTOUT:
-            for y, x, h, w in self.boxes[i]:
-                view[y:y + h, x:x + w] = 0.0
+            zero_boxes(view, self.boxes[i])
         elif kind == OUTPAINT:
-            kept = [view[y:y + h, x:x + w].copy() for y, x, h, w in self.boxes[i]]
-            view[:] = 0.0
-            for (y, x, h, w), block in zip(self.boxes[i], kept, strict=True):
-                view[y:y + h, x:x + w] = block
+            keep_only_boxes(view, self.boxes[i])
         elif kind == SHUFFLE:
-            for y1, x1, y2, x2, h, w in self.pairs[i]:
-                block = view[y1:y1 + h, x1:x1 + w].copy()
-                view[y1:y1 + h, x1:x1 + w] = view[y2:y2 + h, x2:x2 + w]
-                view[y2:y2 + h, x2:x2 + w] = block
+            swap_blocks(view, self.pairs[i])
 
 
 def _as_float(levels: np.ndarray, out: np.ndarray) -> None:

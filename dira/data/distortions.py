@@ -84,29 +84,47 @@ def shuffle_pairs(rng: np.random.Generator, h: int, w: int, pairs: int = 10, tri
     return found
 
 
+def zero_boxes(image: np.ndarray, boxes: list[Box]) -> None:
+    """Cut-out's rendering, in place: every box zeroed."""
+    for y, x, bh, bw in boxes:
+        image[y:y + bh, x:x + bw] = 0.0
+
+
+def keep_only_boxes(image: np.ndarray, boxes: list[Box]) -> None:
+    """Out-painting's rendering, in place: everything outside the boxes zeroed."""
+    kept = [image[y:y + bh, x:x + bw].copy() for y, x, bh, bw in boxes]
+    image[:] = 0.0
+    for (y, x, bh, bw), block in zip(boxes, kept, strict=True):
+        image[y:y + bh, x:x + bw] = block
+
+
+def swap_blocks(image: np.ndarray, pairs: list[tuple[int, int, int, int, int, int]]) -> None:
+    """Local shuffling's rendering, in place: each pair (y1, x1, y2, x2, h, w) of blocks swapped, in order."""
+    for y1, x1, y2, x2, bh, bw in pairs:
+        block = image[y1:y1 + bh, x1:x1 + bw].copy()
+        image[y1:y1 + bh, x1:x1 + bw] = image[y2:y2 + bh, x2:x2 + bw]
+        image[y2:y2 + bh, x2:x2 + bw] = block
+
+
 def cutout(image: np.ndarray, rng: np.random.Generator) -> np.ndarray:
     """Zero up to 10 rectangles with sides of 10-70 px (at 224), kept 3 px off the border."""
     out = image.copy()
-    for y, x, bh, bw in cutout_boxes(rng, *image.shape):
-        out[y:y + bh, x:x + bw] = 0.0
+    zero_boxes(out, cutout_boxes(rng, *image.shape))
     return out
 
 
 def outpaint(image: np.ndarray, rng: np.random.Generator) -> np.ndarray:
     """Blank the image except up to 10 large windows (sides 224 - U[50, 70] px) kept from it."""
-    out = np.zeros_like(image)
-    for y, x, bh, bw in outpaint_boxes(rng, *image.shape):
-        out[y:y + bh, x:x + bw] = image[y:y + bh, x:x + bw]
+    out = image.copy()
+    keep_only_boxes(out, outpaint_boxes(rng, *image.shape))
     return out
 
 
 def local_shuffle(image: np.ndarray, rng: np.random.Generator) -> np.ndarray:
     """Swap 10 pairs of same-sized small blocks (sides 10-15 px at 224) that do not overlap, one after another."""
     out = image.copy()
-    for (y1, x1, bh, bw), (y2, x2, _, _) in shuffle_pairs(rng, *image.shape):
-        block = out[y1:y1 + bh, x1:x1 + bw].copy()
-        out[y1:y1 + bh, x1:x1 + bw] = out[y2:y2 + bh, x2:x2 + bw]
-        out[y2:y2 + bh, x2:x2 + bw] = block
+    pairs = shuffle_pairs(rng, *image.shape)
+    swap_blocks(out, [(y1, x1, y2, x2, bh, bw) for (y1, x1, bh, bw), (y2, x2, _, _) in pairs])
     return out
 
 

@@ -91,17 +91,22 @@ def kill_tree(proc: subprocess.Popen) -> None:
     proc.wait(timeout=60)
 
 
+def wait_for_job(proc: subprocess.Popen, command: str, deadline: float) -> psutil.Process | None:
+    """The `dira <command>` process under Snakemake once it starts; None if Snakemake ends or the deadline passes."""
+    while (job := find_job(proc, command)) is None:
+        if proc.poll() is not None or time.monotonic() > deadline:
+            return None
+        time.sleep(0.02)
+    return job
+
+
 def kill_mid_job(proc: subprocess.Popen, command: str, after: float, timeout: float = 300) -> bool:
     """Wait for the `dira <command>` job, then SIGKILL the whole tree ``after`` seconds into it.
 
     Returns whether the job was still running when the kill landed (False: it finished first)."""
-    deadline = time.monotonic() + timeout
-    job = None
-    while job is None:
-        if proc.poll() is not None or time.monotonic() > deadline:
-            return False
-        job = find_job(proc, command)
-        time.sleep(0.02)
+    job = wait_for_job(proc, command, time.monotonic() + timeout)
+    if job is None:
+        return False
     started = job.create_time()
     while time.time() < started + after:
         time.sleep(0.01)
@@ -116,12 +121,9 @@ def kill_after_job(proc: subprocess.Popen, command: str, timeout: float = 300) -
     This lands the kill in the window between a job's end and Snakemake's record of it, every time: the job wrote
     everything, Snakemake recorded nothing. Returns whether the job was still running when Snakemake stopped."""
     deadline = time.monotonic() + timeout
-    job = None
-    while job is None:
-        if proc.poll() is not None or time.monotonic() > deadline:
-            return False
-        job = find_job(proc, command)
-        time.sleep(0.02)
+    job = wait_for_job(proc, command, deadline)
+    if job is None:
+        return False
     os.kill(proc.pid, signal.SIGSTOP)
     try:
         running = job.is_running() and job.status() != psutil.STATUS_ZOMBIE

@@ -62,7 +62,7 @@ def prepared_lits(tmp_path_factory):
 
 def test_a_job_runs_on_exactly_its_slice_of_the_real_preparers_caches(prepared_lits, tmp_path, capsys):
     config = validate({"device": "cpu", "threads": 1, "model3d": {"base_width": 2},
-                       "finetune3d": {"num_workers": 0, "max_epochs": 1, "lits": {"batch_size": 4}}})
+                       "finetune3d": {"num_workers": 0, "max_epochs": 1, "lits": {"batch_size": 4, "max_epochs": 2}}})
     settings = select(config, stage_keys("finetune", task="lits"))
     code = main(["finetune", "--task", "lits", "--data", str(prepared_lits), "--init", "random", "--seed", "0",
                  "--out", str(tmp_path / "run"), "--settings", json.dumps(settings)])
@@ -72,6 +72,7 @@ def test_a_job_runs_on_exactly_its_slice_of_the_real_preparers_caches(prepared_l
         predictions = {name: npz[name] for name in npz.files}
     assert score_predictions("iou", predictions) == metrics["value"]
     assert list(metrics["test_volumes"]) == ["volume-115"] and metrics["n_train"] == 16
+    assert metrics["epochs_trained"] == 2  # the task's own bound, not finetune3d.max_epochs
     assert metrics["provenance"]["config"] == settings  # exactly the slice it was handed
 
 

@@ -138,8 +138,9 @@ def train_volume_model(kind: str, task: str, datasets: dict[str, CropDataset], *
     batches, subset = loaders(datasets, fraction=fraction, fraction_seed=fraction_seed,
                               batch_size=settings["batch_size"], num_workers=ft3d["num_workers"], device=device,
                               seed=seed)
+    max_epochs = settings["max_epochs"] if settings["max_epochs"] is not None else ft3d["max_epochs"]
     result = fit(model, batches["train"], batches["val"], criterion, optimizer, scheduler,
-                 max_epochs=ft3d["max_epochs"], patience=settings["patience"], device=device, val_metric=val_metric,
+                 max_epochs=max_epochs, patience=settings["patience"], device=device, val_metric=val_metric,
                  desc=desc, predict=predict, inputs=channels_last)
     model.load_state_dict(result.best_state)
     return TrainedVolumeModel(model, loaded, result, batches, subset)

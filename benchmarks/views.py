@@ -16,7 +16,8 @@ Rows, all making DiRA-MoCo-v2's two views with restoration distortions (and the 
 
 Each on a 1024² source (ChestX-ray14's native size: the reference crops the originals, the paper's cache keeps
 them) and a 224² source. Rounds alternate the rows so that a shared machine's load hits all of them alike; the
-table gives medians over rounds. Speed is measured here, never asserted in tests.
+table gives medians over rounds. The process keeps its freed buffers, as a pre-training job does
+(``dira.runtime.allocator``). Speed is measured here, never asserted in tests.
 """
 
 from __future__ import annotations
@@ -42,6 +43,7 @@ from dira.config import load_config
 from dira.data.batch_views import TwoViewBatch
 from dira.data.view_recipe import ViewRecipe
 from dira.data.views import Restoration, make_views
+from dira.runtime.allocator import keep_freed_buffers
 
 
 def log(message: str) -> None:
@@ -142,7 +144,8 @@ def headline(results: list[dict[str, Any]], source: int) -> dict[str, float]:
 
 def report(args: argparse.Namespace, results: list[dict[str, Any]]) -> str:
     lines = [f"{platform.processor() or platform.machine()}, torch {torch.__version__}; DiRA-MoCo-v2 views with "
-             f"distortions at {args.size} px; medians of {args.rounds} alternating rounds; CPU rows on 1 thread",
+             f"distortions at {args.size} px; medians of {args.rounds} alternating rounds; CPU rows on 1 thread; "
+             f"freed buffers kept: {args.kept_buffers}",
              "", f"{'path':<22} {'source':>7} {'device':>6} {'img/s':>9} {'ms/img':>8} {'min ms':>8} {'vs ref':>7}"]
     for source in args.sources:
         ref = next(r for r in results if r["source"] == source and r["path"] == "reference transform")
@@ -163,12 +166,15 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--gpu-threads", type=int, default=1, help="CPU threads while the GPU row runs (draws)")
     p.add_argument("--images", type=int, default=32, help="images per call of the per-image rows")
     p.add_argument("--rounds", type=int, default=3)
+    p.add_argument("--default-allocator", action="store_true",
+                   help="leave glibc's malloc thresholds as they are, to see what keeping freed buffers gains")
     p.add_argument("--json", type=Path, help="write the rows and the headline ratios here")
     return p.parse_args(argv)
 
 
 def main(argv: list[str] | None = None) -> None:
     args = parse_args(argv)
+    args.kept_buffers = not args.default_allocator and keep_freed_buffers()  # as the pre-training stage does
     results = measure(args)
     print(report(args, results))
     summary = {f"{source}": headline(results, source) for source in args.sources}

@@ -37,6 +37,7 @@ from dira.discovery.words import Patients, PlacementRule, VisualWord, check_coun
 from dira.errors import InputError
 from dira.io import save_torch, write_json
 from dira.provenance import provenance
+from dira.runtime.allocator import keep_freed_buffers
 from dira.runtime.device import configure_threads, resolve_device
 from dira.runtime.rng import seed_everything
 
@@ -128,6 +129,7 @@ def discover(luna_root: Path, splits_path: Path, out_dir: Path, config: Mapping[
                  neighbours_val=settings["neighbours_val"], train=len(scans["train"]), val=len(scans["val"]))
     device = resolve_device(config["device"])
     configure_threads(config["threads"])
+    keep_freed_buffers()  # each step's batch buffers reuse the last step's pages
     seed_everything(settings["seed"])
     workers = config["threads"]
     stack = volume_stack([*scans["train"], *scans["val"]], crops, tuple(ae["volume_shape"]), mode, workers)

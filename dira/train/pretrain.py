@@ -40,6 +40,7 @@ from dira.methods.dira import STAGES, DiRA, LossWeights, Stage, build_dira
 from dira.provenance import provenance
 from dira.registry import METHODS, VARIANTS
 from dira.runtime import distributed
+from dira.runtime.allocator import keep_freed_buffers
 from dira.runtime.device import configure_threads, resolve_device
 from dira.runtime.rng import seed_everything
 from dira.stages import select, stage_keys
@@ -145,6 +146,7 @@ def _pretrain(method: str, variant: str, plan: list[StagePlan], train_h5: Path, 
               device: torch.device) -> None:
     settings = config["pretrain"]
     configure_threads(config["threads"])
+    keep_freed_buffers()  # each step's batch buffers reuse the last step's pages
     seed_everything(settings["seed"])
     train_set, val_set = stored_rows(method, train_h5, val_h5, config)
     model_cfg = config[model_section(method)]

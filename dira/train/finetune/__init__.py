@@ -16,6 +16,7 @@ from pathlib import Path
 from dira.errors import InputError
 from dira.registry import BASELINE_INITS, METHODS, VARIANTS, init_dims, init_fits_task, is_known_init
 from dira.registry import TASKS as REGISTERED_TASKS
+from dira.runtime.allocator import keep_freed_buffers
 from dira.runtime.device import configure_threads, resolve_device
 from dira.runtime.rng import seed_everything
 from dira.train.finetune.loop import EarlyStopping, FitResult, evaluate, fit, make_loader, train_one_epoch
@@ -55,6 +56,7 @@ def finetune(task: str, data_dir: Path, init: str, weights: Path | None, seed: i
     spec = TASKS[task]
     device = resolve_device(config["device"])
     configure_threads(config["threads"])
+    keep_freed_buffers()  # each step's batch buffers reuse the last step's pages
     seed_everything(seed)
     module, function = RUNNERS[type(spec)].split(":")
     runner = getattr(importlib.import_module(module), function)

@@ -24,6 +24,7 @@ from dira.data.synthetic.phantom import (
     Ellipse,
     Thorax,
     cosine_field,
+    fourth_power,
     sample_thorax,
 )
 
@@ -65,7 +66,7 @@ def lung_r2(lung: Ellipse, y: np.ndarray, x: np.ndarray) -> np.ndarray:
     """Squared radius in a lung-shaped field (< 1 inside): a narrow round apex, widening to a flat base."""
     dy = (y - lung.cy) / lung.ay
     widening = np.clip(0.85 + 0.25 * dy, 0.6, 1.1)
-    return ((x - lung.cx) / (lung.ax * widening)) ** 2 + np.where(dy > 0, dy**4, dy**2)
+    return ((x - lung.cx) / (lung.ax * widening)) ** 2 + np.where(dy > 0, fourth_power(dy), dy**2)
 
 
 def _ellipse_r2(e: Ellipse, y: np.ndarray, x: np.ndarray) -> np.ndarray:
@@ -86,7 +87,7 @@ def draw_thorax(height: int, width: int, rng: Rng) -> ChestScene:
     lungs = tuple((lung_r2(lung, y, x) < 1) & ~hidden for lung in thorax.lungs)
     # Lung markings and posterior ribs, arcs sagging laterally, only where lung is seen.
     period, phase = rng.uniform(0.07, 0.08), rng.uniform(0, 1)
-    ribs = (0.5 + 0.5 * np.cos(2 * np.pi * ((y + 0.8 * (x - 0.5) ** 2) / period + phase))) ** 4
+    ribs = fourth_power(0.5 + 0.5 * np.cos(2 * np.pi * ((y + 0.8 * (x - 0.5) ** 2) / period + phase)))
     texture = thorax.lung_level + 0.04 * _field(rng, 16, height, width) + 0.07 * ribs
     seen = lungs[0] | lungs[1]
     density[seen] = texture[seen]

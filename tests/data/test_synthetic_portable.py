@@ -31,10 +31,16 @@ print(digest.hexdigest())
 CORE_TYPES = ("Prescott", "Sandybridge")
 
 
-def _digest(core_type: str | None) -> str:
-    env = {k: v for k, v in os.environ.items() if k != "OPENBLAS_CORETYPE"}
+# numpy's AVX-512 kernels, which an AVX2-only host lacks (its float32 power, float64 exp / log, ... round differently).
+AVX512 = "X86_V4 AVX512_ICL AVX512_SPR"
+
+
+def _digest(core_type: str | None, disabled_simd: str | None = None) -> str:
+    env = {k: v for k, v in os.environ.items() if k not in {"OPENBLAS_CORETYPE", "NPY_DISABLE_CPU_FEATURES"}}
     if core_type:
         env["OPENBLAS_CORETYPE"] = core_type
+    if disabled_simd:
+        env["NPY_DISABLE_CPU_FEATURES"] = disabled_simd
     done = subprocess.run([sys.executable, "-c", SCRIPT], env=env, capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr
     return done.stdout.strip()
@@ -44,3 +50,15 @@ def _digest(core_type: str | None) -> str:
 def test_synthetic_generators_compute_the_same_bits_with_every_blas_kernel():
     default = _digest(None)
     assert {core: _digest(core) for core in CORE_TYPES} == dict.fromkeys(CORE_TYPES, default)
+
+
+def _has_avx512() -> bool:
+    from numpy._core._multiarray_umath import __cpu_features__
+
+    return bool(__cpu_features__.get("AVX512F")) and bool(__cpu_features__.get("AVX512_SKX"))
+
+
+@pytest.mark.skipif(platform.machine() not in {"x86_64", "AMD64"} or not _has_avx512(),
+                    reason="needs an AVX-512 host to compare numpy's AVX-512 kernels with its AVX2 ones")
+def test_synthetic_generators_compute_the_same_bits_without_numpys_avx512_kernels():
+    assert _digest(None, disabled_simd=AVX512) == _digest(None)

@@ -38,6 +38,7 @@ from dira.methods.dira import STAGES, Stage, build_dira
 from dira.models.classifier import build_classifier
 from dira.models.unet import UNet
 from dira.models.unet3d import UNet3D, UNet3DClassifier
+from dira.train.finetune.volumes import task_max_epochs
 from dira.train.pretrain import batch_size, model_section, stage_plan
 
 LABEL = "estimated from FLOPs (torch.utils.flop_counter on the meta device); nothing here was measured on a GPU"
@@ -309,7 +310,7 @@ def workload(cfg: dict[str, Any], nets: dict[str, dict[str, float]], pre: dict[t
         if task in ("lits", "brats"):  # whole test volumes, sliding windows of the crop shape
             volume = LITS_VOLUME_ZYX if task == "lits" else BRATS_VOLUME_ZYX
             test *= windows(volume, tuple(cfg["datasets"][task]["crop_shape"]), ft3d["window_overlap"])
-        epochs = early_stopped("volume", settings["patience"], ft3d["max_epochs"])
+        epochs = early_stopped("volume", settings["patience"], task_max_epochs(ft3d, task))
         jobs = len(inits) * runs
         items.append(Item("3D tasks", f"{task} ({len(inits)} inits x {runs} runs)", jobs, epochs,
                           run_flops(epochs, n["train"] * net["train"], n["val"] * net["eval"], test * net["eval"],

@@ -51,6 +51,15 @@ def test_the_paper_learning_rates_are_the_defaults(defaults):
     assert lrs == {"luna16": 0.01, "pe": 0.01, "lidc": 0.01, "lits": 0.01, "brats": 0.001}  # appendix C.2
 
 
+def test_a_task_bound_replaces_the_shared_one_only_where_set(defaults):
+    from dira.train.finetune.volumes import task_max_epochs
+
+    assert {task: task_max_epochs(defaults["finetune3d"], task) for task in TASKS_3D} == dict.fromkeys(TASKS_3D, 10000)
+    config = validate({"finetune3d": {"max_epochs": 7, "brats": {"max_epochs": 3}}})
+    assert {task: task_max_epochs(config["finetune3d"], task) for task in TASKS_3D} == {
+        "luna16": 7, "pe": 7, "lidc": 7, "lits": 7, "brats": 3}
+
+
 @pytest.fixture(scope="module")
 def prepared_lits(tmp_path_factory):
     raw = write_lits(tmp_path_factory.mktemp("lits_raw"), count=6, image_size=32, seed=3)

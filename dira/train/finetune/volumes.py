@@ -114,6 +114,12 @@ def loaders(datasets: dict[str, CropDataset], *, fraction: float, fraction_seed:
                                train=split == "train", seed=seed) for split, ds in sets.items()}, subset
 
 
+def task_max_epochs(finetune3d: dict[str, Any], task: str) -> int:
+    """The task's own epoch bound (``finetune3d.<task>.max_epochs``), else the section's shared one."""
+    own = finetune3d[task]["max_epochs"]
+    return own if own is not None else finetune3d["max_epochs"]
+
+
 @dataclass
 class TrainedVolumeModel:
     """What both 3D runners score and record: the best-validation model, its loaders and the training record."""
@@ -138,9 +144,8 @@ def train_volume_model(kind: str, task: str, datasets: dict[str, CropDataset], *
     batches, subset = loaders(datasets, fraction=fraction, fraction_seed=fraction_seed,
                               batch_size=settings["batch_size"], num_workers=ft3d["num_workers"], device=device,
                               seed=seed)
-    max_epochs = settings["max_epochs"] if settings["max_epochs"] is not None else ft3d["max_epochs"]
     result = fit(model, batches["train"], batches["val"], criterion, optimizer, scheduler,
-                 max_epochs=max_epochs, patience=settings["patience"], device=device, val_metric=val_metric,
-                 desc=desc, predict=predict, inputs=channels_last)
+                 max_epochs=task_max_epochs(ft3d, task), patience=settings["patience"], device=device,
+                 val_metric=val_metric, desc=desc, predict=predict, inputs=channels_last)
     model.load_state_dict(result.best_state)
     return TrainedVolumeModel(model, loaded, result, batches, subset)
